@@ -1,0 +1,187 @@
+"""A scenario: everything one simulated run needs, as frozen dataclasses.
+
+Defaults are duroxide's real defaults (RuntimeOptions in dx-cur `src/runtime/mod.rs:155-372`,
+the duroxide-pg pool in pg-cur `src/provider.rs:126-136`, sqlx 0.8 pool options) and server
+costs measured from the lab's RTT-50 debug log. A scenario file sets what differs; `--set`
+changes one value. Defaults live here and nowhere else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from sim.config import ConfigError, apply_overrides, from_table, read_toml
+from sim.dist import Const, Dist
+
+from models.profiles import PROFILES, RuntimeName, RuntimeProfile
+
+# duroxide-pg's stored procedures, by the name of the provider method that calls each.
+OPERATIONS = (
+    "fetch_orchestration_item",
+    "ack_orchestration_item",
+    "fetch_work_item",
+    "ack_work_item",
+    "enqueue_orchestrator_work",
+    "fetch_history",
+    "get_custom_status",
+)
+# Server-cost keys: the operations, and the empty fetches, which cost less.
+COST_KEYS = OPERATIONS + ("fetch_orchestration_item_empty", "fetch_work_item_empty")
+
+
+def _default_cost() -> dict[str, Dist]:
+    # Statement `elapsed` minus the measured `select 1` RTT in the lab's RTT-50 debug log
+    # (shared/traces/logs/duroxide-0.2.2-pg15-rtt50.jsonl; shared/reference/mechanisms.md).
+    ms = {
+        "fetch_orchestration_item": 1.8,
+        "ack_orchestration_item": 1.1,
+        "fetch_work_item": 0.7,
+        "ack_work_item": 0.6,
+        "enqueue_orchestrator_work": 0.6,
+        "fetch_history": 0.14,
+        "get_custom_status": 0.14,
+        "fetch_orchestration_item_empty": 0.14,
+        "fetch_work_item_empty": 0.14,
+    }
+    return {op: Const(v / 1000.0) for op, v in ms.items()}
+
+
+def _positive(value: float) -> str | None:
+    return None if value > 0 else f"must be > 0, got {value}"
+
+
+def _at_least_one(value: int) -> str | None:
+    return None if value >= 1 else f"must be >= 1, got {value}"
+
+
+def _not_negative(value: float) -> str | None:
+    return None if value >= 0 else f"must be >= 0, got {value}"
+
+
+def _known_costs(value: dict) -> str | None:
+    unknown = sorted(set(value) - set(COST_KEYS))
+    if unknown:
+        return f"unknown operation(s) {', '.join(unknown)}; known: {', '.join(COST_KEYS)}"
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Network:
+    """The path between the runtime host (dispatchers and client) and the database."""
+
+    rtt: Dist = Const(0.0005)
+
+
+@dataclass(frozen=True, slots=True)
+class Database:
+    cores: int = field(default=4, metadata={"check": _at_least_one})
+    cost: dict[str, Dist] = field(default_factory=_default_cost, metadata={"check": _known_costs})
+    deadlock_timeout_s: float = field(default=1.0, metadata={"check": _positive})
+    """PostgreSQL's `deadlock_timeout` (default 1 s): matters only for duroxide-2025-11."""
+
+    def __post_init__(self) -> None:
+        merged = _default_cost()
+        merged.update(self.cost)
+        object.__setattr__(self, "cost", merged)
+
+
+@dataclass(frozen=True, slots=True)
+class Pool:
+    """duroxide-pg's sqlx pool: `DUROXIDE_PG_POOL_MAX` (10), `min_connections(1)`, sqlx defaults."""
+
+    size: int = field(default=10, metadata={"check": _at_least_one})
+    min_connections: int = field(default=1, metadata={"check": _not_negative})
+    ping_on_acquire: bool = True
+    """sqlx `test_before_acquire` (default true): an idle connection is pinged before use."""
+    ping_on_release: bool = True
+    """sqlx pings a returned connection before it is idle again (`return_to_pool`)."""
+    connect_round_trips: int = field(default=3, metadata={"check": _not_negative})
+    """Opening a connection: TCP, SSLRequest (sslmode=prefer), startup with trust auth."""
+    prepare_round_trip: bool = True
+    """The first use of a statement on a connection costs a Parse/Describe round trip."""
+
+
+@dataclass(frozen=True, slots=True)
+class RuntimeOptions:
+    """duroxide `RuntimeOptions`, with the Python SDK's keyword names."""
+
+    orchestration_concurrency: int = field(default=2, metadata={"check": _at_least_one})
+    worker_concurrency: int = field(default=2, metadata={"check": _at_least_one})
+    dispatcher_poll_interval_s: float = field(default=0.1, metadata={"check": _not_negative})
+
+
+@dataclass(frozen=True, slots=True)
+class Host:
+    """The runtime's host."""
+
+    call_overhead_s: float | None = None
+    """Client-side time per provider call; unset means the runtime profile's calibrated value."""
+
+
+@dataclass(frozen=True, slots=True)
+class Client:
+    """`wait_for_orchestration`'s back-off (dx-cur `client/mod.rs:92-98`): 5 ms doubling to 100."""
+
+    initial_poll_delay_s: float = field(default=0.005, metadata={"check": _not_negative})
+    max_poll_delay_s: float = field(default=0.1, metadata={"check": _not_negative})
+
+
+@dataclass(frozen=True, slots=True)
+class Workload:
+    """Fan-out/fan-in orchestrations: schedule `fanout` activities at once and wait for all."""
+
+    fanout: int = field(default=5, metadata={"check": _at_least_one})
+    activity: Dist = Const(0.0)
+    mode: Literal["sequential", "closed", "stress"] = "sequential"
+    in_flight: int = field(default=1, metadata={"check": _at_least_one})
+    count: int = field(default=20, metadata={"check": _at_least_one})
+    """Measured orchestrations (sequential and closed modes)."""
+    warmup: int = field(default=3, metadata={"check": _not_negative})
+    """Orchestrations run first and left out of the statistics (sequential and closed modes)."""
+    duration_s: float = field(default=10.0, metadata={"check": _positive})
+    """Stress mode: how long the pump keeps `in_flight` running before the drain."""
+    wait_timeout_s: float = field(default=60.0, metadata={"check": _positive})
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    name: str = "scenario"
+    description: str = ""
+    runtime: RuntimeName = "duroxide-0.2"
+    seed: int = 1
+    replications: int = field(default=5, metadata={"check": _at_least_one})
+    network: Network = field(default_factory=Network)
+    database: Database = field(default_factory=Database)
+    pool: Pool = field(default_factory=Pool)
+    runtime_options: RuntimeOptions = field(default_factory=RuntimeOptions)
+    host: Host = field(default_factory=Host)
+    client: Client = field(default_factory=Client)
+    workload: Workload = field(default_factory=Workload)
+
+    @property
+    def profile(self) -> RuntimeProfile:
+        return PROFILES[self.runtime]
+
+    @property
+    def call_overhead_s(self) -> float:
+        if self.host.call_overhead_s is not None:
+            return self.host.call_overhead_s
+        return self.profile.call_overhead_s
+
+
+def load_table(table: dict, overrides: list[str] | tuple[str, ...] = ()) -> Scenario:
+    return from_table(Scenario, apply_overrides(table, list(overrides)))
+
+
+def load(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Scenario:
+    """Read a scenario file, apply `--set` overrides, and check everything."""
+    table = read_toml(path)
+    try:
+        return load_table(table, overrides)
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None
+
+
+CONFIGS = Path(__file__).resolve().parent.parent / "configs"

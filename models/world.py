@@ -1,0 +1,169 @@
+"""The one place that wires a scenario into a simulation: link, server, pool, provider, runtime,
+client and workload, each with its own random stream; then runs one replication to its end."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import simpy
+from sim.db import DbClient, PoolBehaviour
+from sim.network import Link
+from sim.pool import Pool
+from sim.rng import Streams
+from sim.server import DbServer
+
+from models.breakdown import PARTS, Path
+from models.client import Client
+from models.provider import CallLog, Instance, PostgresProvider
+from models.runtime import Runtime
+from models.scenario import Scenario
+from models.workload import Driver
+
+
+@dataclass(slots=True)
+class RunResult:
+    """One replication, reduced to what statistics need (orchestration records kept small)."""
+
+    replication: int
+    latencies_s: list[float]
+    starts_s: list[float]
+    breakdown_s: dict[str, float]
+    turns_per_orchestration: float
+    calls: dict[str, int]
+    measured: int
+    completed: int
+    failed: int
+    throughput_per_s: float
+    window_s: float
+    total_s: float | None
+    pool_in_use_mean: float
+    pool_waiting_mean: float
+    server_utilisation: float
+    simulated_s: float
+    events: int
+    records: list[dict] = field(default_factory=list)
+
+    @property
+    def calls_per_orchestration(self) -> dict[str, float]:
+        n = self.measured or 1
+        return {op: count / n for op, count in sorted(self.calls.items())}
+
+
+class _Collector:
+    def __init__(self, keep_records: bool):
+        self.latencies: list[float] = []
+        self.starts: list[float] = []
+        self.parts = [0.0] * len(PARTS)
+        self.turns = 0
+        self.records: list[dict] | None = [] if keep_records else None
+
+    def done(self, instance: Instance, end: float, path: Path | None) -> None:
+        if self.records is not None:
+            self.records.append(
+                {
+                    "type": "orchestration",
+                    "instance": instance.name,
+                    "start_ms": round(instance.started * 1000.0, 3),
+                    "end_ms": round(end * 1000.0, 3),
+                    "warmup": not instance.measured,
+                    **({} if path is not None else {"status": "timeout"}),
+                }
+            )
+        if not instance.measured or path is None:
+            return
+        self.latencies.append(end - instance.started)
+        self.starts.append(instance.started)
+        for i, part in enumerate(path):
+            self.parts[i] += part
+        self.turns += instance.turns
+
+
+class _CountingEnvironment(simpy.Environment):
+    def __init__(self) -> None:
+        super().__init__()
+        self.events = 0
+
+    def step(self) -> None:
+        self.events += 1
+        super().step()
+
+
+def simulate(scenario: Scenario, replication: int = 0, keep_records: bool = False) -> RunResult:
+    env = _CountingEnvironment() if keep_records else simpy.Environment()
+    streams = Streams(scenario.seed, replication)
+    profile = scenario.profile
+    link = Link(scenario.network.rtt, streams["network.rtt"])
+    server = DbServer(scenario.database.cores, scenario.database.cost, streams["database.cost"])
+    pool = Pool(env, scenario.pool.size, scenario.pool.min_connections)
+    behaviour = PoolBehaviour(
+        ping_on_acquire=scenario.pool.ping_on_acquire,
+        ping_on_release=scenario.pool.ping_on_release,
+        connect_round_trips=scenario.pool.connect_round_trips,
+        prepare_round_trip=scenario.pool.prepare_round_trip,
+    )
+    db = DbClient(env, link, pool, server, behaviour, scenario.call_overhead_s)
+    log = CallLog(keep_records)
+    provider = PostgresProvider(db, log, profile.fetch_contention, scenario.database.deadlock_timeout_s)
+    options = scenario.runtime_options
+    Runtime(
+        env,
+        provider,
+        profile,
+        options.orchestration_concurrency,
+        options.worker_concurrency,
+        options.dispatcher_poll_interval_s,
+        scenario.workload.fanout,
+        scenario.workload.activity.sampler(streams["workload.activity"]),
+    )
+    client = Client(
+        env,
+        provider,
+        profile.client_check,
+        scenario.client.initial_poll_delay_s,
+        scenario.client.max_poll_delay_s,
+    )
+    collector = _Collector(keep_records)
+    measure_from = [0.0, 0.0]  # time, server busy seconds
+
+    def measure_start() -> None:
+        pool.occupancy.reset(env.now)
+        pool.queue.reset(env.now)
+        measure_from[0] = env.now
+        measure_from[1] = server.busy_s
+
+    driver = Driver(env, client, log, scenario.workload, collector.done, measure_start)
+    env.run(until=env.process(driver.run()))
+
+    start = driver.window_start_s or 0.0
+    end = driver.window_end_s if driver.window_end_s is not None else env.now
+    window = end - start
+    measured = len(collector.latencies)
+    if scenario.workload.mode == "stress":
+        throughput = driver.completed / driver.total_s if driver.total_s else 0.0
+    else:
+        throughput = measured / window if window > 0 else math.nan
+    busy = server.busy_s - measure_from[1]
+    records = []
+    if keep_records:
+        records = sorted((collector.records or []) + (log.records or []), key=lambda r: r["start_ms"])
+    return RunResult(
+        replication=replication,
+        latencies_s=collector.latencies,
+        starts_s=collector.starts,
+        breakdown_s={p: v / measured for p, v in zip(PARTS, collector.parts)} if measured else {},
+        turns_per_orchestration=collector.turns / measured if measured else math.nan,
+        calls=dict(log.counts),
+        measured=measured,
+        completed=driver.completed,
+        failed=driver.failed,
+        throughput_per_s=throughput,
+        window_s=window,
+        total_s=driver.total_s,
+        pool_in_use_mean=pool.occupancy.mean(end),
+        pool_waiting_mean=pool.queue.mean(end),
+        server_utilisation=busy / (server.cores * window) if window > 0 else 0.0,
+        simulated_s=env.now,
+        events=getattr(env, "events", 0),
+        records=records,
+    )

@@ -1,0 +1,70 @@
+"""A dispatcher loop: fetch an item, handle it, and when there was nothing, wait as its wake-up
+strategy says.
+
+Strategies:
+- `MinPollInterval(interval_s)`: sleep what is left of the interval, counted from the start of the
+  empty fetch, or nothing if the fetch took longer (duroxide since core cb99eee, 2025-12-10:
+  `dispatcher_min_poll_interval`, dx-cur `orchestration.rs:390-516`, `worker.rs:202-250`);
+- `SleepAfterEmpty(pause_s)`: sleep a fixed time after every empty fetch (duroxide at the seed
+  commit 8e0952e9: `dispatcher_idle_sleep_ms`, `runtime/mod.rs:405-447`).
+A non-empty fetch is handled at once and the loop fetches again without sleeping. All loops start
+together at time zero, with no jitter, as duroxide spawns them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+
+import simpy
+
+
+@dataclass(frozen=True, slots=True)
+class MinPollInterval:
+    interval_s: float
+
+    def sleep_s(self, fetch_started_s: float, now_s: float) -> float:
+        return self.interval_s - (now_s - fetch_started_s)
+
+
+@dataclass(frozen=True, slots=True)
+class SleepAfterEmpty:
+    pause_s: float
+
+    def sleep_s(self, fetch_started_s: float, now_s: float) -> float:
+        return self.pause_s
+
+
+class Dispatcher:
+    """One dispatcher slot: handles one item at a time."""
+
+    def __init__(
+        self,
+        env: simpy.Environment,
+        name: str,
+        fetch: Callable[[Dispatcher], Generator],
+        handle: Callable[[object, Dispatcher], Generator],
+        wakeup: MinPollInterval | SleepAfterEmpty,
+    ):
+        self.env = env
+        self.name = name
+        self.fetch = fetch
+        self.handle = handle
+        self.wakeup = wakeup
+        self.free_since = 0.0
+        self.busy_s = 0.0
+        self.process = env.process(self.run())
+
+    def run(self):
+        env = self.env
+        while True:
+            started = env.now
+            item = yield from self.fetch(self)
+            if item is None:
+                pause = self.wakeup.sleep_s(started, env.now)
+                if pause > 0:
+                    yield env.timeout(pause)
+                continue
+            yield from self.handle(item, self)
+            self.busy_s += env.now - started
+            self.free_since = env.now

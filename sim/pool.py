@@ -1,0 +1,68 @@
+"""A client-side connection pool (as sqlx 0.8's `Pool`): a fixed number of permits handed out
+first come, first served, over connections opened lazily.
+
+A caller takes a permit; if an idle connection exists it gets the one idle longest (sqlx keeps
+idle connections in a FIFO queue), otherwise the pool opens a new one for it. A released
+connection goes straight to the longest waiting caller, or back to the idle queue. What a caller
+does with the connection (pings, statements) is the caller's business: see `sim.db`.
+Left out: idle timeout and max lifetime (10 and 30 minutes in sqlx, beyond any run here), and the
+acquire timeout (30 s), which the runs here never reach.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+import simpy
+
+from sim.stats import Level
+
+
+class Connection:
+    __slots__ = ("number", "prepared")
+
+    def __init__(self, number: int):
+        self.number = number
+        self.prepared: set[str] = set()
+
+
+class Pool:
+    def __init__(self, env: simpy.Environment, size: int, min_connections: int = 1):
+        if size < 1:
+            raise ValueError("a pool needs at least one connection")
+        self.env = env
+        self.size = size
+        self.opened = min(min_connections, size)
+        self.idle: deque[Connection] = deque(Connection(i) for i in range(self.opened))
+        self.in_use = 0
+        self.waiters: deque[simpy.Event] = deque()
+        self.occupancy = Level()
+        self.queue = Level()
+
+    def acquire(self):
+        """Generator: wait for a permit; return (connection, newly_opened)."""
+        if self.in_use < self.size:
+            return self._take()
+        ready = self.env.event()
+        self.waiters.append(ready)
+        self.queue.set(self.env.now, len(self.waiters))
+        connection = yield ready
+        return connection, False
+
+    def _take(self) -> tuple[Connection, bool]:
+        self.in_use += 1
+        self.occupancy.set(self.env.now, self.in_use)
+        if self.idle:
+            return self.idle.popleft(), False
+        connection = Connection(self.opened)
+        self.opened += 1
+        return connection, True
+
+    def release(self, connection: Connection) -> None:
+        if self.waiters:
+            self.waiters.popleft().succeed(connection)
+            self.queue.set(self.env.now, len(self.waiters))
+            return
+        self.in_use -= 1
+        self.occupancy.set(self.env.now, self.in_use)
+        self.idle.append(connection)
