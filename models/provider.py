@@ -77,7 +77,8 @@ class FetchFailed(Exception):
 
 
 class CallLog:
-    """Counts provider calls by operation while measuring; keeps call records when asked."""
+    """Counts provider calls by operation for the measured orchestrations; keeps call records
+    when asked."""
 
     def __init__(self, keep_records: bool = False):
         self.counts: Counter[str] = Counter()
@@ -85,7 +86,9 @@ class CallLog:
         self.records: list[dict] | None = [] if keep_records else None
 
     def note(self, label: str, instance: Instance | None, times: CallTimes, actor: str) -> None:
-        if self.measuring:
+        # A call for an instance counts when the instance is measured; a call for none (an
+        # empty poll) when it falls in the measured window.
+        if instance.measured if instance is not None else self.measuring:
             self.counts[label] += 1
         if self.records is not None:
             self.records.append(
@@ -100,12 +103,36 @@ class CallLog:
             )
 
 
+class _Claim:
+    """An orchestration fetch's hold on an instance between its arrival and its commit."""
+
+    __slots__ = ("instance", "rows", "settled_at", "blocked_until")
+
+    def __init__(self) -> None:
+        self.instance: Instance | None = None
+        self.rows = 1
+        self.settled_at = 0.0
+        self.blocked_until = 0.0
+
+    def settled(self, now: float) -> bool:
+        """Whether the fetch's update has locked every message row of the instance."""
+        return now >= self.settled_at and now >= self.blocked_until
+
+
 class PostgresProvider:
-    def __init__(self, db: DbClient, log: CallLog, contention: str, deadlock_timeout_s: float):
+    def __init__(
+        self,
+        db: DbClient,
+        log: CallLog,
+        contention: str,
+        deadlock_timeout_s: float,
+        deadlock_window_s: float,
+    ):
         self.db = db
         self.log = log
         self.contention = contention
         self.deadlock_timeout_s = deadlock_timeout_s
+        self.deadlock_window_s = deadlock_window_s
         self.waiting: dict[Instance, None] = {}  # instances with queued messages, insertion order
         self.work: list[WorkItem] = []
         self._work_head = 0
@@ -122,55 +149,62 @@ class PostgresProvider:
         instance.pending.append(Message(kind, now, path, self._next_number()))
         self.waiting[instance] = None
 
-    def _oldest_unlocked(self, skip_claimed: bool) -> Instance | None:
+    def _oldest_unlocked(self, now: float, skip_claimed: bool) -> Instance | None:
+        """The instance of the oldest message a fetch arriving now can lock."""
         best: Instance | None = None
         best_number = 0
         for instance in self.waiting:
-            if instance.locked or (skip_claimed and instance.claimed_by is not None):
+            if instance.locked:
                 continue
-            pending = instance.pending
-            # A claimed instance's first message is row-locked by the claiming fetch: the
-            # candidate row is its second (SKIP LOCKED), if it has one.
-            if instance.claimed_by is not None:
-                if len(pending) < 2:
+            claim = instance.claimed_by
+            first = 0
+            if claim is not None:
+                # The claiming fetch row-locked one message, and each fetch deadlocked with it
+                # one more (SKIP LOCKED moves past them; a victim's row passes to the holder);
+                # once its update has locked them all, a fetch skips the whole instance.
+                if skip_claimed or claim.settled(now) or len(instance.pending) <= claim.rows:
                     continue
-                number = pending[1].number
-            else:
-                number = pending[0].number
+                first = claim.rows
+            number = instance.pending[first].number
             if best is None or number < best_number:
                 best, best_number = instance, number
         return best
 
     def fetch_orchestration_item(self, actor: str):
-        """Generator: (instance, messages) or None; raises FetchFailed for a deadlock victim."""
-        claim: list = [None, 0.0]  # [instance, deadlock-until]
+        """Generator: ((instance, messages) or None, times); FetchFailed for a deadlock victim."""
+        claim = _Claim()
+        victim_of: list[_Claim | None] = [None]
 
         def begin(now: float) -> tuple[str, float]:
-            if self.contention == "deadlock":
-                target = self._oldest_unlocked(skip_claimed=False)
-                if target is not None and target.claimed_by is not None:
-                    # Both fetches wait on each other until PostgreSQL's deadlock check fails
-                    # this one; the other then finishes.
-                    until = now + self.deadlock_timeout_s
-                    holder = target.claimed_by
-                    holder[1] = max(holder[1], until)
-                    claim[1] = until
-                    return "fetch_orchestration_item_empty", until
-            else:
-                target = self._oldest_unlocked(skip_claimed=True)
+            deadlocks = self.contention == "deadlock"
+            target = self._oldest_unlocked(now, skip_claimed=not deadlocks)
             if target is None:
                 return "fetch_orchestration_item_empty", now
+            holder = target.claimed_by
+            if holder is not None:
+                # This fetch locked another message row of the instance and waits on the
+                # holder's instance lock while the holder's update waits on that row: a deadlock
+                # that PostgreSQL's check breaks after deadlock_timeout by failing this fetch.
+                until = now + self.deadlock_timeout_s
+                holder.rows += 1
+                holder.blocked_until = max(holder.blocked_until, until)
+                victim_of[0] = holder
+                return "fetch_orchestration_item_empty", until
+            claim.instance = target
+            claim.settled_at = now + (self.deadlock_window_s if deadlocks else 0.0)
             target.claimed_by = claim
-            claim[0] = target
             return "fetch_orchestration_item", now
 
         def commit(times: CallTimes):
             now = times[3]
-            instance = claim[0]
+            if victim_of[0] is not None:
+                # The victim's row lock passes to the holder's update, which goes on.
+                return _FAILED
+            instance = claim.instance
             if instance is None:
-                return _FAILED if claim[1] else None
-            if claim[1] > now:
-                return Blocked(claim[1])
+                return None
+            if claim.blocked_until > now:
+                return Blocked(claim.blocked_until)
             instance.claimed_by = None
             messages = instance.pending
             instance.pending = []

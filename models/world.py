@@ -104,7 +104,13 @@ def simulate(scenario: Scenario, replication: int = 0, keep_records: bool = Fals
     )
     db = DbClient(env, link, pool, server, behaviour, scenario.call_overhead_s)
     log = CallLog(keep_records)
-    provider = PostgresProvider(db, log, profile.fetch_contention, scenario.database.deadlock_timeout_s)
+    provider = PostgresProvider(
+        db,
+        log,
+        profile.fetch_contention,
+        scenario.database.deadlock_timeout_s,
+        scenario.database.deadlock_window_s,
+    )
     options = scenario.runtime_options
     Runtime(
         env,

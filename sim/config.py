@@ -2,7 +2,8 @@
 
 - A section is a nested dataclass; a key the dataclass does not have is an error naming the
   section and listing the keys it allows.
-- Humans write milliseconds: a field `poll_interval_s` is written `poll_interval_ms` in TOML, and
+- Humans write milliseconds: a field `poll_interval_s` is written `poll_interval_ms` in TOML (or
+  `poll_interval_s`, in seconds, where that reads better, as `duration_s = 10`), and
   a distribution field `rtt` is written `rtt_ms = 50` (a constant) or `rtt = { kind = ... }`.
 - Values are checked against the field's type; `Literal` fields list what is allowed, and a
   field's `metadata["check"]` may add a range check.
@@ -52,6 +53,7 @@ def toml_keys(cls: type) -> dict[str, str]:
             keys[f.name + "_ms"] = f.name
         elif f.name.endswith("_s") and tp is float:
             keys[f.name[:-2] + "_ms"] = f.name
+            keys[f.name] = f.name
         else:
             keys[f.name] = f.name
     return keys
@@ -214,10 +216,10 @@ def apply_overrides(table: dict, overrides: list[str]) -> dict:
                 raise ConfigError(f"--set {text!r}: '{part}' is a value, not a section")
             node = child
         leaf = path[-1]
-        if leaf.endswith("_ms"):
-            node.pop(leaf[:-3], None)
-        else:
-            node.pop(leaf + "_ms", None)
+        stem = leaf[:-3] if leaf.endswith("_ms") else leaf[:-2] if leaf.endswith("_s") else leaf
+        for twin in (stem, stem + "_ms", stem + "_s"):
+            if twin != leaf:
+                node.pop(twin, None)
         node[leaf] = value
     return out
 

@@ -1,0 +1,137 @@
+"""Exact timelines of the database blocks with constant delays (no randomness)."""
+
+import pytest
+import simpy
+
+from sim.db import DbClient, PoolBehaviour
+from sim.dist import Const
+from sim.network import Link
+from sim.pool import Pool
+from sim.server import DbServer
+
+R = 0.050  # seconds
+
+
+def make(size=10, cost=0.0, cores=1, min_connections=1, **behaviour):
+    env = simpy.Environment()
+    behaviour.setdefault("prepare_round_trip", False)
+    pool = Pool(env, size, min_connections)
+    client = DbClient(
+        env,
+        Link(Const(R)),
+        pool,
+        DbServer(cores, {"q": Const(cost)}),
+        PoolBehaviour(**behaviour),
+    )
+    return env, pool, client
+
+
+def call_and_log(env, client, log, name, statement="q"):
+    result, times = yield from client.call(statement, lambda t: name)
+    log.append((name, round(env.now, 9), times))
+
+
+def test_one_call_returns_after_two_rtt_and_frees_connection_after_three():
+    env, pool, client = make()
+    log = []
+    env.process(call_and_log(env, client, log, "a"))
+    env.run(until=2 * R - 1e-9)
+    assert log == [] and pool.in_use == 1
+    env.run(until=2 * R + 1e-9)
+    assert [entry[:2] for entry in log] == [("a", 2 * R)]
+    env.run(until=3 * R - 1e-9)
+    assert pool.in_use == 1
+    env.run(until=3 * R + 1e-9)
+    assert pool.in_use == 0
+
+
+def test_call_times_split_ping_statement_and_commit():
+    env, _, client = make(cost=0.002)
+    log = []
+    env.process(call_and_log(env, client, log, "a"))
+    env.run()
+    start, acquired, at_server, commit, reply, end = log[0][2]
+    assert (start, acquired) == (0.0, 0.0)
+    assert at_server == pytest.approx(1.5 * R)
+    assert commit == pytest.approx(1.5 * R + 0.002)
+    assert reply == end == pytest.approx(2 * R + 0.002)
+
+
+def test_pool_of_one_serialises_calls_including_the_release_ping():
+    env, _, client = make(size=1)
+    log = []
+    env.process(call_and_log(env, client, log, "a"))
+    env.process(call_and_log(env, client, log, "b"))
+    env.run()
+    # b waits for a's connection, which comes back after a's release ping (3R), then 2R more.
+    assert [(name, pytest.approx(t)) for name, t, _ in log] == [("a", 2 * R), ("b", 5 * R)]
+    assert log[1][2][1] == pytest.approx(3 * R)  # acquired
+
+
+def test_pings_switched_off_leave_one_round_trip():
+    env, pool, client = make(ping_on_acquire=False, ping_on_release=False)
+    log = []
+    env.process(call_and_log(env, client, log, "a"))
+    env.run(until=R + 1e-9)
+    assert [entry[:2] for entry in log] == [("a", pytest.approx(R))]
+    assert pool.in_use == 0
+
+
+def test_new_connection_costs_the_connect_round_trips_and_no_ping():
+    env, pool, client = make(min_connections=0, connect_round_trips=3)
+    log = []
+    env.process(call_and_log(env, client, log, "a"))
+    env.run()
+    assert log[0][1] == pytest.approx(4 * R)
+    assert pool.opened == 1
+
+
+def test_first_use_of_a_statement_on_a_connection_costs_a_parse_round_trip():
+    env, _, client = make(prepare_round_trip=True)
+    log = []
+
+    def twice():
+        yield from call_and_log(env, client, log, "first")
+        yield env.timeout(R)  # let the release ping finish so the same connection comes back
+        yield from call_and_log(env, client, log, "second")
+
+    env.process(twice())
+    env.run()
+    assert log[0][1] == pytest.approx(3 * R)
+    assert log[1][1] - log[0][1] == pytest.approx(R + 2 * R)
+
+
+def test_idle_connections_are_handed_out_longest_idle_first():
+    env = simpy.Environment()
+    pool = Pool(env, 3, min_connections=3)
+    first, _ = pool._take()
+    second, _ = pool._take()
+    pool.release(second)
+    pool.release(first)
+    again, fresh = pool._take()
+    assert (again.number, fresh) == (2, False)  # connection 2 was idle all along
+    assert pool._take()[0].number == 1
+
+
+def test_waiters_are_served_first_come_first_served():
+    env, _, client = make(size=1, ping_on_release=False)
+    log = []
+    for name in "abcd":
+        env.process(call_and_log(env, client, log, name))
+    env.run()
+    assert [name for name, _, _ in log] == list("abcd")
+    assert [t for _, t, _ in log] == pytest.approx([2 * R, 4 * R, 6 * R, 8 * R])
+
+
+def test_server_cores_serve_statements_first_come_first_served():
+    server = DbServer(1, {"q": Const(0.010)})
+    assert server.admit("q", 0.0) == pytest.approx(0.010)
+    assert server.admit("q", 0.0) == pytest.approx(0.020)
+    assert server.admit("q", 0.050) == pytest.approx(0.060)
+    two = DbServer(2, {"q": Const(0.010)})
+    assert [two.admit("q", 0.0) for _ in range(3)] == pytest.approx([0.010, 0.010, 0.020])
+    assert server.utilisation(0.060) == pytest.approx(0.5)
+
+
+def test_unknown_operation_costs_nothing_on_the_server():
+    assert DbServer(1, {}).admit("other", 1.0) == 1.0

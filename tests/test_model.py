@@ -1,0 +1,175 @@
+"""The duroxide model: exact client timelines, invariants over many small scenarios, seeds."""
+
+import math
+
+import pytest
+import simpy
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from models.client import Client
+from models.profiles import PROFILES
+from models.provider import CallLog, Instance, PostgresProvider
+from models.scenario import load_table
+from models.world import simulate
+from sim.db import DbClient, PoolBehaviour
+from sim.dist import Const
+from sim.network import Link
+from sim.pool import Pool
+from sim.server import DbServer
+
+R = 0.040
+
+
+def bare_client(runtime: str):
+    env = simpy.Environment()
+    db = DbClient(
+        env,
+        Link(Const(R)),
+        Pool(env, 10, 10),
+        DbServer(1, {}),
+        PoolBehaviour(prepare_round_trip=False),
+    )
+    provider = PostgresProvider(db, CallLog(), "skip", 1.0, 0.0)
+    profile = PROFILES[runtime]
+    return env, provider, Client(env, provider, profile.client_check, 0.005, 0.1)
+
+
+@pytest.mark.parametrize("runtime, round_trips", [("duroxide-0.2", 4), ("duroxide-2025-11", 2)])
+def test_a_client_check_costs_two_rtt_per_call(runtime, round_trips):
+    env, _, client = bare_client(runtime)
+    instance = Instance("i-1", 1, 0.0, True)
+    done = []
+
+    def check():
+        path = yield from client.check(instance)
+        done.append((env.now, path))
+
+    env.process(check())
+    env.run()
+    assert done == [(pytest.approx(round_trips * R), None)]
+
+
+def test_start_is_one_call_and_the_wait_backs_off_5_10_20_ms_after_two_checks():
+    env, provider, client = bare_client("duroxide-2025-11")
+    instance = Instance("i-1", 1, 0.0, True)
+    checks = []
+    original = provider.fetch_history
+
+    def logged(inst, actor):
+        checks.append(round(env.now, 9))
+        return (yield from original(inst, actor))
+
+    provider.fetch_history = logged
+
+    def go():
+        yield from client.start(instance)
+        assert env.now == pytest.approx(2 * R)
+        yield from client.wait(instance, 0.5)
+
+    env.process(go())
+    env.run(until=0.7)
+    gaps = [round(b - a - 2 * R, 6) for a, b in zip(checks, checks[1:])]
+    assert gaps[:5] == pytest.approx([0.0, 0.005, 0.010, 0.020, 0.040])
+    assert len(provider.waiting) == 1  # the start message is queued, nobody took it
+
+
+def small_scenario(rtt_ms, fanout, o, w, pool, mode, in_flight, runtime, activity_ms, poll_ms):
+    return load_table(
+        {},
+        [
+            f"network.rtt_ms={rtt_ms}",
+            f"workload.fanout={fanout}",
+            f"runtime_options.orchestration_concurrency={o}",
+            f"runtime_options.worker_concurrency={w}",
+            f"runtime_options.dispatcher_poll_interval_ms={poll_ms}",
+            f"pool.size={pool}",
+            f'workload.mode="{mode}"',
+            f"workload.in_flight={in_flight}",
+            f'runtime="{runtime}"',
+            f"workload.activity_ms={activity_ms}",
+            "workload.count=6",
+            "workload.warmup=1",
+        ],
+    )
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    rtt_ms=st.sampled_from([0.2, 5.0, 30.0, 120.0]),
+    fanout=st.integers(1, 8),
+    o=st.integers(1, 4),
+    w=st.integers(1, 4),
+    pool=st.integers(1, 10),
+    mode=st.sampled_from(["sequential", "closed"]),
+    in_flight=st.integers(1, 6),
+    runtime=st.sampled_from(["duroxide-0.2", "duroxide-2025-11"]),
+    activity_ms=st.sampled_from([0, 10, 200]),
+    poll_ms=st.sampled_from([10, 100]),
+)
+def test_invariants(rtt_ms, fanout, o, w, pool, mode, in_flight, runtime, activity_ms, poll_ms):
+    s = small_scenario(rtt_ms, fanout, o, w, pool, mode, in_flight, runtime, activity_ms, poll_ms)
+    r = simulate(s, 0)
+    assert r.completed + r.failed == 7
+    if r.failed:
+        # a starved pool can make waits time out (60 s), as in the real stress test
+        assert pool < in_flight + o + w
+        return
+    assert r.measured == 6
+    # the critical path's parts add up to the latency, and none is negative
+    assert sum(r.breakdown_s.values()) == pytest.approx(sum(r.latencies_s) / 6, rel=1e-9)
+    assert min(r.breakdown_s.values()) >= -1e-12
+    assert r.breakdown_s["activity"] >= activity_ms / 1000.0 - 1e-12
+    # a start and a check: at least 2 + 2 x (calls per check) round trips
+    floor = (2 + 2 * len(s.profile.client_check)) * rtt_ms / 1000.0
+    assert min(r.latencies_s) >= floor
+    # every activity is fetched, read and acked exactly once; every turn is fetched and acked
+    per = r.calls_per_orchestration
+    assert per["fetch_work_item"] == per["ack_work_item"] == fanout
+    assert per["enqueue_orchestrator_work"] == 1
+    assert per["fetch_orchestration_item"] == per["ack_orchestration_item"] == pytest.approx(
+        r.turns_per_orchestration
+    )
+    assert 2 <= r.turns_per_orchestration <= fanout + 1
+    assert 0.0 <= r.pool_in_use_mean <= pool
+    assert 0.0 <= r.server_utilisation <= 1.0
+    assert r.throughput_per_s > 0
+
+
+def test_same_seed_same_result_other_replication_other_result():
+    s = load_table({}, ["network.rtt_ms=20", "workload.count=10"])
+    a, b, c = simulate(s, 0), simulate(s, 0), simulate(s, 1)
+    assert a.latencies_s == b.latencies_s and a.calls == b.calls
+    assert a.latencies_s != c.latencies_s
+
+
+def test_a_different_seed_gives_a_different_result():
+    s = load_table({}, ["network.rtt_ms=20", "workload.count=10"])
+    t = load_table({}, ["network.rtt_ms=20", "workload.count=10", "seed=2"])
+    assert simulate(s, 0).latencies_s != simulate(t, 0).latencies_s
+
+
+def test_stress_mode_runs_the_pump_then_drains():
+    s = load_table(
+        {},
+        [
+            'runtime="duroxide-2025-11"',
+            'workload.mode="stress"',
+            "workload.in_flight=5",
+            "workload.duration_s=2",
+            "workload.activity_ms=10",
+            "network.rtt_ms=5",
+        ],
+    )
+    r = simulate(s, 0)
+    assert r.total_s >= 2.0
+    assert r.throughput_per_s == pytest.approx(r.completed / r.total_s)
+    assert r.completed >= 5
+    # the drain checks every 100 ms after the 2 s pump
+    assert math.isclose((r.total_s - 2.0) / 0.1, round((r.total_s - 2.0) / 0.1), abs_tol=0.05)
+
+
+def test_a_short_wait_timeout_fails_the_orchestration():
+    s = load_table({}, ["network.rtt_ms=50", "workload.wait_timeout_ms=100", "workload.count=2"])
+    r = simulate(s, 0)
+    assert r.failed == 5 and r.completed == 0 and r.measured == 0
