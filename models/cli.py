@@ -7,12 +7,12 @@ import sys
 from pathlib import Path
 
 import click
-from sim.config import ConfigError
-from sim.trace import TraceError, read_trace, write_trace
 
 from models import scenario as scenarios
 from models.results import run_replications, summarize
 from models.world import simulate
+from sim.config import ConfigError
+from sim.trace import TraceError, read_trace, write_trace
 
 
 class InputError(click.ClickException):
@@ -45,8 +45,11 @@ def main() -> None:
 
 def _describe(s: scenarios.Scenario) -> str:
     w, o = s.workload, s.runtime_options
-    mode = {"sequential": "one at a time", "closed": f"{w.in_flight} in flight (closed)",
-            "stress": f"stress test, {w.in_flight} in flight for {w.duration_s:g} s"}[w.mode]
+    mode = {
+        "sequential": "one at a time",
+        "closed": f"{w.in_flight} in flight (closed)",
+        "stress": f"stress test, {w.in_flight} in flight for {w.duration_s:g} s",
+    }[w.mode]
     return (
         f"{s.name} ({s.runtime}): RTT {s.network.rtt.mean * 1000:g} ms, "
         f"{o.orchestration_concurrency}:{o.worker_concurrency}, pool {s.pool.size}, "
@@ -62,21 +65,32 @@ def _ci_text(value: float | None) -> str:
 def _print_summary(s: scenarios.Scenario, out: dict) -> None:
     echo = click.echo
     echo(_describe(s))
-    echo(f"replications {out['replications']}, measured orchestrations {out['measured']}, "
-         f"completed {out['completed']}, failed {out['failed']}")
+    echo(
+        f"replications {out['replications']}, measured orchestrations {out['measured']}, "
+        f"completed {out['completed']}, failed {out['failed']}"
+    )
     lat, ci = out["latency_ms"], out["latency_ci_ms"]
     if lat["mean"] is None:
         echo("no orchestration completed")
         return
     echo("")
     echo("latency (ms)      mean      p50      p95      p99")
-    echo(f"               {lat['mean']:>7.1f}  {lat['p50']:>7.1f}  {lat['p95']:>7.1f}  {lat['p99']:>7.1f}")
-    echo("  95% CI ±      " + "  ".join(
-        f"{ci[k]:>7.1f}" if ci[k] is not None else "      -" for k in ("mean", "p50", "p95", "p99")))
-    echo(f"throughput        {out['throughput_per_s']:.4g} orchestrations/s"
-         f"{_ci_text(out['throughput_ci_per_s'])}")
+    echo("               " + "  ".join(f"{lat[k]:>7.1f}" for k in ("mean", "p50", "p95", "p99")))
+    echo(
+        "  95% CI ±      "
+        + "  ".join(
+            f"{ci[k]:>7.1f}" if ci[k] is not None else "      -"
+            for k in ("mean", "p50", "p95", "p99")
+        )
+    )
+    echo(
+        f"throughput        {out['throughput_per_s']:.4g} orchestrations/s"
+        f"{_ci_text(out['throughput_ci_per_s'])}"
+    )
     if "total_s" in out:
-        echo(f"total time        {out['total_s']:.2f} s{_ci_text(out['total_ci_s'])} (pump + drain)")
+        echo(
+            f"total time        {out['total_s']:.2f} s{_ci_text(out['total_ci_s'])} (pump + drain)"
+        )
     echo(f"turns             {out['turns_per_orchestration']:.2f} per orchestration")
     echo("")
     echo("DB calls per orchestration")
@@ -93,20 +107,31 @@ def _print_summary(s: scenarios.Scenario, out: dict) -> None:
         echo(f"  {part:<15} {ms:9.1f}  {share:5.1f}%")
     echo(f"  {'latency':<15} {total:9.1f}")
     echo("")
-    echo(f"pool: {out['pool_in_use_mean']:.2f} of {s.pool.size} connections busy on average, "
-         f"{out['pool_waiting_mean']:.2f} callers waiting; "
-         f"database cores {out['server_utilisation'] * 100:.1f}% busy")
+    echo(
+        f"pool: {out['pool_in_use_mean']:.2f} of {s.pool.size} connections busy on average, "
+        f"{out['pool_waiting_mean']:.2f} callers waiting; "
+        f"database cores {out['server_utilisation'] * 100:.1f}% busy"
+    )
 
 
 @main.command()
 @click.argument("scenario", type=click.Path(dir_okay=False))
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-              help="Change one scenario value, e.g. --set network.rtt_ms=50 (repeatable).")
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Change one scenario value, e.g. --set network.rtt_ms=50 (repeatable).",
+)
 @click.option("--seed", type=int, help="Random seed (default: the scenario's).")
 @click.option("--replications", type=click.IntRange(min=1), help="Independent replications.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of tables.")
-@click.option("--trace", "trace_out", type=click.Path(dir_okay=False),
-              help="Also write replication 0 as a durosim-trace/1 file, with one record per call.")
+@click.option(
+    "--trace",
+    "trace_out",
+    type=click.Path(dir_okay=False),
+    help="Also write replication 0 as a durosim-trace/1 file, with one record per call.",
+)
 def run(scenario, overrides, seed, replications, as_json, trace_out):
     """Simulate SCENARIO (a TOML file) and report latency, throughput, DB calls and where the
     time goes."""
@@ -140,11 +165,21 @@ def _write_simulated_trace(s: scenarios.Scenario, path: str) -> None:
         conditions["duration_s"] = w.duration_s
     records = list(result.records)
     if w.mode == "stress":
-        records.append({"type": "summary", "completed": result.completed,
-                        "throughput_per_s": result.throughput_per_s, "total_s": result.total_s})
+        records.append(
+            {
+                "type": "summary",
+                "completed": result.completed,
+                "throughput_per_s": result.throughput_per_s,
+                "total_s": result.total_s,
+            }
+        )
     try:
-        write_trace(path, f"durosim simulation of {s.name}, seed {s.seed}, replication 0",
-                    conditions, records)
+        write_trace(
+            path,
+            f"durosim simulation of {s.name}, seed {s.seed}, replication 0",
+            conditions,
+            records,
+        )
     except OSError as err:
         raise InputError(f"{path}: cannot write the trace ({err.strerror})") from None
 
@@ -159,7 +194,9 @@ def _parse_tolerances(values: tuple[str, ...]) -> dict[str, float] | None:
         try:
             value = float(pct.rstrip("%"))
         except ValueError:
-            raise InputError(f"--tolerance {text!r}: expected PCT or METRIC=PCT, e.g. p95_ms=15") from None
+            raise InputError(
+                f"--tolerance {text!r}: expected PCT or METRIC=PCT, e.g. p95_ms=15"
+            ) from None
         if value < 0:
             raise InputError(f"--tolerance {text!r}: a percentage must be >= 0")
         if not name:
@@ -167,7 +204,9 @@ def _parse_tolerances(values: tuple[str, ...]) -> dict[str, float] | None:
         elif name in metrics:
             out[name] = value
         else:
-            raise InputError(f"--tolerance {text!r}: unknown metric {name!r}; use one of {', '.join(metrics)}")
+            raise InputError(
+                f"--tolerance {text!r}: unknown metric {name!r}; use one of {', '.join(metrics)}"
+            )
     return out or None
 
 
@@ -184,33 +223,86 @@ def _trace_paths(paths: tuple[str, ...]) -> list[Path]:
 
 @main.command()
 @click.argument("traces", nargs=-1, required=True, type=click.Path())
-@click.option("--base", type=click.Path(dir_okay=False),
-              help="Scenario to start from (default: the shipped one for the trace's runtime).")
-@click.option("--replications", type=click.IntRange(min=1), default=10, show_default=True,
-              help="Replications per trace.")
-@click.option("--tolerance", "tolerances", multiple=True, metavar="[METRIC=]PCT",
-              help="Allowed error in %, for all metrics or one (repeatable). Default: 10% "
-                   "(p95 15%) at RTT >= 20 ms, 25% below.")
-@click.option("--infer", type=click.Choice(["rtt"]),
-              help="First find the RTT at which the model reproduces each trace's throughput.")
+@click.option(
+    "--base",
+    type=click.Path(dir_okay=False),
+    help="Scenario to start from (default: the shipped one for the trace's runtime).",
+)
+@click.option(
+    "--replications",
+    type=click.IntRange(min=1),
+    default=10,
+    show_default=True,
+    help="Replications per trace.",
+)
+@click.option(
+    "--tolerance",
+    "tolerances",
+    multiple=True,
+    metavar="[METRIC=]PCT",
+    help="Allowed error in %, for all metrics or one (repeatable). Default: 10% "
+    "(p95 15%) at RTT >= 20 ms, 25% below.",
+)
+@click.option(
+    "--infer",
+    type=click.Choice(["rtt"]),
+    help="First find the RTT at which the model reproduces each trace's throughput.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def validate(traces, base, replications, tolerances, infer, as_json):
+@click.option(
+    "--report",
+    type=click.Path(dir_okay=False),
+    help="Also write a Markdown report (with --infer rtt: the published rows at their "
+    "stated RTT too, and the cross-checks between rows of one site).",
+)
+@click.option(
+    "--plot",
+    type=click.Path(dir_okay=False),
+    help="Also draw measured vs predicted latency CDFs, one panel per trace (.png, .svg).",
+)
+def validate(traces, base, replications, tolerances, infer, as_json, report, plot):
     """Simulate the workload each TRACE (durosim-trace/1 file, or a folder of them) records and
     compare predicted with measured. Exits 1 when a metric is outside its tolerance."""
-    from models.validate import compare
+    from models.validate import compare, cross_checks
 
     limits = _parse_tolerances(tolerances)
     paths = _trace_paths(traces)
     if not paths:
         raise InputError(f"no .jsonl traces found in {', '.join(traces)}")
+    for out in (report, plot):
+        if out and not Path(out).resolve().parent.is_dir():
+            raise InputError(f"{out}: its folder does not exist")
+    if plot and Path(plot).suffix.lower() not in (".png", ".svg"):
+        raise InputError(f"--plot {plot}: use a .png or .svg file name")
     results = []
+    loaded = []
     for path in paths:
         try:
             trace = read_trace(path)
             results.append(compare(trace, base, replications, limits, infer == "rtt"))
+            loaded.append(trace)
         except (TraceError, ConfigError) as err:
             raise InputError(str(err)) from None
     ok = all(r.ok for r in results)
+    if report:
+        from models.report import markdown
+
+        stated = cross = None
+        if infer == "rtt":
+            stated = [compare(t, base, replications, limits) for t in loaded if t.summaries]
+            cross = cross_checks(results, loaded, base, replications)
+        Path(report).write_text(markdown(results, stated, cross), encoding="utf-8")
+    if plot:
+        from plots.validation import latency_cdfs
+
+        figure = latency_cdfs(
+            [
+                (Path(r.trace).stem, r.measured_latencies_ms, r.simulated_latencies_ms)
+                for r in results
+                if r.measured_latencies_ms
+            ]
+        )
+        figure.savefig(plot, dpi=110)
     if as_json:
         click.echo(json.dumps({"traces": [r.as_json() for r in results], "ok": ok}, indent=2))
     else:
@@ -222,7 +314,10 @@ def validate(traces, base, replications, tolerances, infer, as_json):
             for metric, value in r.measured.items():
                 error = r.errors_pct[metric]
                 verdict = "ok" if abs(error) <= r.tolerances_pct[metric] else "OUTSIDE"
-                click.echo(f"  {metric:<18} measured {value:>10.4g}  predicted {r.predicted[metric]:>10.4g}"
-                           f"  error {error:+7.1f}%  (tolerance {r.tolerances_pct[metric]:g}%)  {verdict}")
+                click.echo(
+                    f"  {metric:<18} measured {value:>10.4g}"
+                    f"  predicted {r.predicted[metric]:>10.4g}"
+                    f"  error {error:+7.1f}%  (tolerance {r.tolerances_pct[metric]:g}%)  {verdict}"
+                )
         click.echo(f"{sum(r.ok for r in results)} of {len(results)} traces within tolerance")
     sys.exit(0 if ok else 1)

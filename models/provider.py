@@ -23,9 +23,8 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 
-from sim.db import Blocked, CallTimes, DbClient
-
 from models.breakdown import Path
+from sim.db import Blocked, CallTimes, DbClient
 
 _FAILED = object()
 
@@ -224,7 +223,12 @@ class PostgresProvider:
         return result, times
 
     def ack_orchestration_item(
-        self, instance: Instance, items: int, completes: bool, path_at: Callable[[CallTimes], Path], actor: str
+        self,
+        instance: Instance,
+        items: int,
+        completes: bool,
+        path_at: Callable[[CallTimes], Path],
+        actor: str,
     ):
         """Generator: write the turn; enqueue `items` activities; maybe complete; unlock."""
 
@@ -282,7 +286,9 @@ class PostgresProvider:
 
     # -- reads and the client -----------------------------------------------------------------
 
-    def enqueue_orchestrator_work(self, instance: Instance, path_at: Callable[[CallTimes], Path], actor: str):
+    def enqueue_orchestrator_work(
+        self, instance: Instance, path_at: Callable[[CallTimes], Path], actor: str
+    ):
         def commit(times: CallTimes) -> None:
             self._queue(instance, "start", times[3], path_at(times))
 

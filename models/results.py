@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import math
 
-from sim.stats import mean_ci, percentile
-
 from models.breakdown import PARTS
 from models.scenario import Scenario
 from models.world import RunResult, simulate
+from sim.stats import mean_ci, percentile
 
 
 def run_replications(scenario: Scenario, replications: int | None = None) -> list[RunResult]:
@@ -63,7 +62,9 @@ def summarize(scenario: Scenario, runs: list[RunResult]) -> dict:
         if measured
         else None,
         "breakdown_ms": {
-            part: round(sum(r.breakdown_s.get(part, 0.0) * r.measured for r in runs) / measured * 1000.0, 2)
+            part: round(
+                sum(r.breakdown_s.get(part, 0.0) * r.measured for r in runs) / measured * 1000.0, 2
+            )
             for part in PARTS
         }
         if measured

@@ -19,11 +19,11 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import simpy
-from sim.dispatch import Dispatcher, MinPollInterval, SleepAfterEmpty
 
 from models.breakdown import ACTIVITY, Path, extend
 from models.profiles import RuntimeProfile
 from models.provider import FetchFailed, PostgresProvider
+from sim.dispatch import Dispatcher, MinPollInterval, SleepAfterEmpty
 
 
 class Runtime:
@@ -102,7 +102,9 @@ class Runtime:
 
     def run_activity(self, fetched, slot: Dispatcher):
         item, times = fetched
-        path: Path = extend(item.path, item.ready, times, to_commit=False, busy_until=slot.free_since)
+        path: Path = extend(
+            item.path, item.ready, times, to_commit=False, busy_until=slot.free_since
+        )
         _, read = yield from self.provider.fetch_history(item.instance, slot.name)
         path = extend(path, times[5], read, to_commit=False)
         run = self.activity_s()

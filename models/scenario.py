@@ -12,10 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from models.profiles import PROFILES, RuntimeName, RuntimeProfile
 from sim.config import ConfigError, apply_overrides, from_table, read_toml
 from sim.dist import Const, Dist, LogNormal
-
-from models.profiles import PROFILES, RuntimeName, RuntimeProfile
 
 # duroxide-pg's stored procedures, by the name of the provider method that calls each.
 OPERATIONS = (

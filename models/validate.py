@@ -13,13 +13,12 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sim.config import ConfigError, read_toml
-from sim.stats import mean, percentile
-from sim.trace import Trace
-
 from models.profiles import RUNTIMES
 from models.scenario import CONFIGS, Scenario, load_table
 from models.world import simulate
+from sim.config import ConfigError, read_toml
+from sim.stats import ks_distance, mean, percentile, wasserstein
+from sim.trace import Trace
 
 BASES = {"duroxide-0.2": "lab.toml", "duroxide-2025-11": "local-docker.toml"}
 
@@ -88,7 +87,9 @@ def base_table(runtime: str, base: str | Path | None) -> dict:
     return read_toml(CONFIGS / BASES[runtime])
 
 
-def scenario_for(trace: Trace, base: str | Path | None = None, rtt_ms: float | None = None) -> Scenario:
+def scenario_for(
+    trace: Trace, base: str | Path | None = None, rtt_ms: float | None = None
+) -> Scenario:
     conditions = trace.conditions
     runtime = conditions.get("runtime", "duroxide-0.2")
     if runtime not in RUNTIMES:
@@ -128,54 +129,62 @@ def _toml(value: object) -> str:
     return repr(value)
 
 
-def measured_metrics(trace: Trace) -> dict[str, float]:
-    if trace.summaries:
-        summary = trace.summaries[-1]
-        return {
-            "throughput_per_s": summary.throughput_per_s,
-            "completed": float(summary.completed),
-            "total_s": summary.total_s,
-        }
-    records = trace.measured
-    if not records:
-        raise ConfigError(f"{trace.path}: every orchestration record is warm-up; nothing to compare")
-    latencies = [o.latency_ms for o in records]
-    span_s = (max(o.end_ms for o in records) - min(o.start_ms for o in records)) / 1000.0
+def _latency_metrics(latencies_ms: list[float]) -> dict[str, float]:
     return {
-        "mean_ms": mean(latencies),
-        "p50_ms": percentile(latencies, 50),
-        "p95_ms": percentile(latencies, 95),
-        "throughput_per_s": len(records) / span_s if span_s > 0 else math.nan,
+        "mean_ms": mean(latencies_ms),
+        "p50_ms": percentile(latencies_ms, 50),
+        "p95_ms": percentile(latencies_ms, 95),
     }
 
 
-def predict(scenario: Scenario, replications: int, summary: bool) -> tuple[dict[str, float], dict, list]:
+def measured_metrics(trace: Trace) -> dict[str, float]:
+    records = trace.measured
+    if trace.summaries:
+        summary = trace.summaries[-1]
+        out = _latency_metrics([o.latency_ms for o in records]) if records else {}
+        out.update(
+            throughput_per_s=summary.throughput_per_s,
+            completed=float(summary.completed),
+            total_s=summary.total_s,
+        )
+        return out
+    if not records:
+        raise ConfigError(
+            f"{trace.path}: every orchestration record is warm-up; nothing to compare"
+        )
+    span_s = (max(o.end_ms for o in records) - min(o.start_ms for o in records)) / 1000.0
+    out = _latency_metrics([o.latency_ms for o in records])
+    out["throughput_per_s"] = len(records) / span_s if span_s > 0 else math.nan
+    return out
+
+
+def predict(
+    scenario: Scenario, replications: int, summary: bool
+) -> tuple[dict[str, float], dict, list]:
     runs = [simulate(scenario, rep) for rep in range(replications)]
     latencies = [x * 1000.0 for run in runs for x in run.latencies_s]
     extra = {
-        "deadlocks_per_run": mean([run.calls.get("fetch_orchestration_item (error)", 0) for run in runs]),
+        "deadlocks_per_run": mean(
+            [run.calls.get("fetch_orchestration_item (error)", 0) for run in runs]
+        ),
         "turns_per_orchestration": mean([run.turns_per_orchestration for run in runs]),
         "replications": float(replications),
     }
+    predicted = _latency_metrics(latencies) if latencies else {}
+    predicted["throughput_per_s"] = mean([run.throughput_per_s for run in runs])
     if summary:
-        predicted = {
-            "throughput_per_s": mean([run.throughput_per_s for run in runs]),
-            "completed": mean([float(run.completed) for run in runs]),
-            "total_s": mean([run.total_s or math.nan for run in runs]),
-        }
-    else:
-        predicted = {
-            "mean_ms": mean(latencies),
-            "p50_ms": percentile(latencies, 50),
-            "p95_ms": percentile(latencies, 95),
-            "throughput_per_s": mean([run.throughput_per_s for run in runs]),
-        }
+        predicted["completed"] = mean([float(run.completed) for run in runs])
+        predicted["total_s"] = mean([run.total_s or math.nan for run in runs])
     return predicted, extra, latencies
+
+
+RTT_SEARCH_MS = (0.05, 400.0)
 
 
 def infer_rtt(trace: Trace, base: str | Path | None, replications: int) -> float:
     """The RTT at which the model reproduces the trace's throughput (bisection in log RTT;
-    throughput falls as RTT grows)."""
+    throughput falls as RTT grows). A bound of `RTT_SEARCH_MS` comes back when the model
+    cannot reach the throughput at any RTT inside it."""
     target = measured_metrics(trace)["throughput_per_s"]
     summary = bool(trace.summaries)
 
@@ -183,7 +192,7 @@ def infer_rtt(trace: Trace, base: str | Path | None, replications: int) -> float
         scenario = scenario_for(trace, base, rtt_ms)
         return predict(scenario, replications, summary)[0]["throughput_per_s"]
 
-    lo, hi = 0.05, 400.0
+    lo, hi = RTT_SEARCH_MS
     if throughput(lo) <= target:
         return lo
     if throughput(hi) >= target:
@@ -222,6 +231,10 @@ def compare(
         allowed[metric] = limit
         if not (abs(error) <= limit):
             ok = False
+    measured_latencies = [o.latency_ms for o in trace.measured]
+    if measured_latencies and latencies:
+        extra["ks_distance"] = round(ks_distance(measured_latencies, latencies), 4)
+        extra["wasserstein_ms"] = round(wasserstein(measured_latencies, latencies), 2)
     return Comparison(
         trace=trace.path,
         measured={k: round(v, 4) for k, v in measured.items()},
@@ -234,5 +247,64 @@ def compare(
         stated_rtt_ms=stated,
         extra=extra,
         simulated_latencies_ms=latencies,
-        measured_latencies_ms=[o.latency_ms for o in trace.measured],
+        measured_latencies_ms=measured_latencies,
     )
+
+
+@dataclass(slots=True)
+class CrossCheck:
+    """The RTT inferred from one published row, used to predict another row of the same site."""
+
+    site: str
+    source: str
+    target: str
+    inferred_rtt_ms: float
+    measured_per_s: float
+    predicted_per_s: float
+    error_pct: float
+    ok: bool
+
+
+def site_of(trace: Trace) -> tuple:
+    c = trace.conditions
+    return (c.get("runtime"), c.get("rtt_ms"), c.get("duration_s"), c.get("mode"))
+
+
+def cross_checks(
+    comparisons: list[Comparison],
+    traces: list[Trace],
+    base: str | Path | None,
+    replications: int,
+    tolerance: float = 10.0,
+) -> list[CrossCheck]:
+    """For every pair of summary traces of one site (same runtime, stated RTT and duration,
+    other concurrency), predict each from the RTT inferred from the other."""
+    inferred = {c.trace: c.inferred_rtt_ms for c in comparisons if c.inferred_rtt_ms is not None}
+    by_site: dict[tuple, list[Trace]] = {}
+    for trace in traces:
+        if trace.summaries and trace.path in inferred:
+            by_site.setdefault(site_of(trace), []).append(trace)
+    out = []
+    for group in by_site.values():
+        for source in group:
+            for target in group:
+                if source is target:
+                    continue
+                rtt = inferred[source.path]
+                scenario = scenario_for(target, base, rtt)
+                predicted = predict(scenario, replications, True)[0]["throughput_per_s"]
+                measured = target.summaries[-1].throughput_per_s
+                error = (predicted - measured) / measured * 100.0
+                out.append(
+                    CrossCheck(
+                        site=Path(source.path).stem.rsplit("-", 1)[0],
+                        source=Path(source.path).name,
+                        target=Path(target.path).name,
+                        inferred_rtt_ms=rtt,
+                        measured_per_s=measured,
+                        predicted_per_s=round(predicted, 4),
+                        error_pct=round(error, 2),
+                        ok=abs(error) <= tolerance,
+                    )
+                )
+    return out

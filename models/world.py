@@ -7,11 +7,6 @@ import math
 from dataclasses import dataclass, field
 
 import simpy
-from sim.db import DbClient, PoolBehaviour
-from sim.network import Link
-from sim.pool import Pool
-from sim.rng import Streams
-from sim.server import DbServer
 
 from models.breakdown import PARTS, Path
 from models.client import Client
@@ -19,6 +14,11 @@ from models.provider import CallLog, Instance, PostgresProvider
 from models.runtime import Runtime
 from models.scenario import Scenario
 from models.workload import Driver
+from sim.db import DbClient, PoolBehaviour
+from sim.network import Link
+from sim.pool import Pool
+from sim.rng import Streams
+from sim.server import DbServer
 
 
 @dataclass(slots=True)
@@ -152,7 +152,9 @@ def simulate(scenario: Scenario, replication: int = 0, keep_records: bool = Fals
     busy = server.busy_s - measure_from[1]
     records = []
     if keep_records:
-        records = sorted((collector.records or []) + (log.records or []), key=lambda r: r["start_ms"])
+        records = sorted(
+            (collector.records or []) + (log.records or []), key=lambda r: r["start_ms"]
+        )
     return RunResult(
         replication=replication,
         latencies_s=collector.latencies,

@@ -29,8 +29,10 @@ class ConfigError(ValueError):
 
 
 def _is_dist(tp: object) -> bool:
-    return tp is Dist or (typing.get_origin(tp) in (typing.Union, types.UnionType) and
-                          set(typing.get_args(tp)) == set(typing.get_args(Dist)))
+    return tp is Dist or (
+        typing.get_origin(tp) in (typing.Union, types.UnionType)
+        and set(typing.get_args(tp)) == set(typing.get_args(Dist))
+    )
 
 
 def _strip_optional(tp: object) -> tuple[object, bool]:

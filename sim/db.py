@@ -109,11 +109,15 @@ class DbClient:
             yield env.timeout(finish - at_server)
         back = exchange / 2.0
         overhead = self.call_overhead_s
-        result = commit((start, acquired, at_server, finish, finish + back, finish + back + overhead))
+        result = commit(
+            (start, acquired, at_server, finish, finish + back, finish + back + overhead)
+        )
         while isinstance(result, Blocked):
             yield env.timeout(result.until_s - env.now)
             finish = env.now
-            result = commit((start, acquired, at_server, finish, finish + back, finish + back + overhead))
+            result = commit(
+                (start, acquired, at_server, finish, finish + back, finish + back + overhead)
+            )
         hold = back + rtt() if behaviour.ping_on_release else back
         freed = env.timeout(hold)
         freed.callbacks.append(lambda _event: pool.release(connection))

@@ -22,6 +22,8 @@ class Streams:
         stream = self._made.get(name)
         if stream is None:
             key = (self.replication, zlib.crc32(name.encode()))
-            stream = np.random.Generator(np.random.PCG64(np.random.SeedSequence(self.seed, spawn_key=key)))
+            stream = np.random.Generator(
+                np.random.PCG64(np.random.SeedSequence(self.seed, spawn_key=key))
+            )
             self._made[name] = stream
         return stream

@@ -19,7 +19,9 @@ from sim.dist import Const, Dist
 
 
 class DbServer:
-    def __init__(self, cores: int, cost: Mapping[str, Dist], rng: np.random.Generator | None = None):
+    def __init__(
+        self, cores: int, cost: Mapping[str, Dist], rng: np.random.Generator | None = None
+    ):
         if cores < 1:
             raise ValueError("a server needs at least one core")
         self.cores = cores

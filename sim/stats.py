@@ -65,6 +65,21 @@ def ks_distance(a: Sequence[float], b: Sequence[float]) -> float:
     return gap
 
 
+def wasserstein(a: Sequence[float], b: Sequence[float], points: int = 1000) -> float:
+    """First Wasserstein distance (earth mover's): the mean gap between the two quantile
+    functions, in the values' unit."""
+    if not a or not b:
+        return math.nan
+    xs, ys = sorted(a), sorted(b)
+    total = 0.0
+    for i in range(points):
+        q = (i + 0.5) / points
+        total += abs(
+            xs[min(int(q * len(xs)), len(xs) - 1)] - ys[min(int(q * len(ys)), len(ys) - 1)]
+        )
+    return total / points
+
+
 class Level:
     """A time-weighted level (e.g. connections in use), updated when it changes."""
 

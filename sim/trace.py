@@ -92,7 +92,7 @@ def read_trace(path: str | Path) -> Trace:
     header = _json(first, f"{path}:{n}")
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         got = header.get("format") if isinstance(header, dict) else header
-        raise TraceError(f"{path}:{n}: header must have \"format\": \"{FORMAT}\", got {got!r}")
+        raise TraceError(f'{path}:{n}: header must have "format": "{FORMAT}", got {got!r}')
     conditions = header.get("conditions", {})
     if not isinstance(conditions, dict):
         raise TraceError(f"{path}:{n}: 'conditions' must be an object")
@@ -109,19 +109,25 @@ def read_trace(path: str | Path) -> Trace:
             if end < start:
                 raise TraceError(f"{where}: end_ms {end} is before start_ms {start}")
             trace.orchestrations.append(
-                Orchestration(str(record.get("instance", "")), start, end, bool(record.get("warmup", False)))
+                Orchestration(
+                    str(record.get("instance", "")), start, end, bool(record.get("warmup", False))
+                )
             )
         elif kind == "summary":
             completed = int(_number(record, "completed", where, whole=True))
             throughput = _number(record, "throughput_per_s", where)
             total = _number(record, "total_s", where)
             if completed < 0 or throughput < 0 or total <= 0:
-                raise TraceError(f"{where}: summary needs completed >= 0, throughput >= 0, total_s > 0")
+                raise TraceError(
+                    f"{where}: summary needs completed >= 0, throughput >= 0, total_s > 0"
+                )
             trace.summaries.append(Summary(completed, throughput, total))
         elif kind == "call":
             start = _number(record, "start_ms", where)
             end = _number(record, "end_ms", where)
-            trace.calls.append(Call(str(record.get("op", "")), str(record.get("instance", "")), start, end))
+            trace.calls.append(
+                Call(str(record.get("op", "")), str(record.get("instance", "")), start, end)
+            )
     if not trace.orchestrations and not trace.summaries:
         raise TraceError(f"{path}: no orchestration or summary records after the header")
     return trace
@@ -136,6 +142,8 @@ def _json(line: str, where: str) -> object:
 
 def write_trace(path: str | Path, source: str, conditions: dict, records: list[dict]) -> None:
     with open(path, "w", encoding="utf-8") as handle:
-        handle.write(json.dumps({"format": FORMAT, "source": source, "conditions": conditions}) + "\n")
+        handle.write(
+            json.dumps({"format": FORMAT, "source": source, "conditions": conditions}) + "\n"
+        )
         for record in records:
             handle.write(json.dumps(record) + "\n")

@@ -40,33 +40,37 @@ def test_single_core_server_is_mm1():
     assert mean(waits) == pytest.approx(1.0 / (mu - lam), rel=0.05)
 
 
+def pool_waits(c: int, lam: float, mu: float, seed: int) -> list[float]:
+    env = simpy.Environment()
+    pool = Pool(env, c, min_connections=c)
+    streams = Streams(seed)
+    arrivals, service = streams["arrivals"], streams["service"]
+    waits: list[float] = []
+
+    def customer():
+        asked = env.now
+        if pool.in_use < pool.size:
+            connection, _ = pool._take()
+        else:
+            connection, _ = yield from pool.acquire()
+        waits.append(env.now - asked)
+        yield env.timeout(service.exponential(1.0 / mu))
+        pool.release(connection)
+
+    def source():
+        for _ in range(60_000):
+            yield env.timeout(arrivals.exponential(1.0 / lam))
+            env.process(customer())
+
+    env.process(source())
+    env.run()
+    assert pool.occupancy.peak <= c
+    return waits
+
+
 def test_pool_is_mmc():
     c, lam, mu = 4, 3.2, 1.0
-    waits = []
-    for seed in range(3):
-        env = simpy.Environment()
-        pool = Pool(env, c, min_connections=c)
-        streams = Streams(seed)
-        arrivals, service = streams["arrivals"], streams["service"]
-
-        def customer():
-            asked = env.now
-            if pool.in_use < pool.size:
-                connection, _ = pool._take()
-            else:
-                connection, _ = yield from pool.acquire()
-            waits.append(env.now - asked)
-            yield env.timeout(service.exponential(1.0 / mu))
-            pool.release(connection)
-
-        def source():
-            for _ in range(60_000):
-                yield env.timeout(arrivals.exponential(1.0 / lam))
-                env.process(customer())
-
-        env.process(source())
-        env.run()
-        assert pool.occupancy.peak <= c
+    waits = [w for seed in range(3) for w in pool_waits(c, lam, mu, seed)]
     assert mean(waits) == pytest.approx(erlang_c_wait(c, lam, mu), rel=0.05)
 
 

@@ -1,0 +1,210 @@
+"""The `durosim` command as a user meets it."""
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from models.cli import main
+from sim.trace import read_trace
+
+
+@pytest.fixture
+def cli():
+    runner = CliRunner()
+
+    def invoke(*args):
+        return runner.invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+    return invoke
+
+
+def test_run_prints_what_a_user_asks_first(cli, root):
+    result = cli("run", root / "configs/lab.toml", "--replications", 2)
+    assert result.exit_code == 0, result.output
+    for text in (
+        "latency (ms)",
+        "throughput",
+        "DB calls per orchestration",
+        "fetch_orchestration_item (empty)",
+        "where the time goes",
+        "pool_wait",
+    ):
+        assert text in result.output
+
+
+def test_run_json_has_the_documented_keys_and_the_breakdown_adds_up(cli, root):
+    result = cli(
+        "run",
+        root / "configs/lab.toml",
+        "--json",
+        "--replications",
+        2,
+        "--set",
+        "network.rtt_ms=20",
+    )
+    assert result.exit_code == 0
+    out = json.loads(result.output)
+    for key in (
+        "completed",
+        "throughput_per_s",
+        "latency_ms",
+        "calls_per_orchestration",
+        "turns_per_orchestration",
+        "breakdown_ms",
+    ):
+        assert key in out
+    assert set(out["latency_ms"]) >= {"mean", "p50", "p95", "p99"}
+    assert sum(out["breakdown_ms"].values()) == pytest.approx(out["latency_ms"]["mean"], abs=0.05)
+    assert out["calls_per_orchestration"]["ack_work_item"] == 5.0
+
+
+def test_seed_and_set_change_the_result(cli, root):
+    def mean(*extra):
+        result = cli("run", root / "configs/lab.toml", "--json", "--replications", 1, *extra)
+        return json.loads(result.output)["latency_ms"]["mean"]
+
+    assert mean() == mean()
+    assert mean("--seed", 7) != mean()
+    assert mean("--set", "network.rtt_ms=5") < mean()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--set", "network.rt=5"], "unknown key 'network.rt'"),
+        (["--set", "workload.mode=fast"], "'fast' is not allowed"),
+        (["--set", "workload.fanout=0"], "workload.fanout: must be >= 1"),
+        (["--set", "runtime_options"], "expected KEY=VALUE"),
+        (["--set", 'runtime="duroxide-9"'], "'duroxide-9' is not allowed"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(cli, root, args, message):
+    result = cli("run", root / "configs/lab.toml", *args)
+    assert result.exit_code == 2
+    assert message in result.output
+    assert "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_a_missing_or_broken_scenario_file(cli, tmp_path):
+    assert cli("run", tmp_path / "nope.toml").exit_code == 2
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[network\nrtt_ms = 5")
+    result = cli("run", broken)
+    assert result.exit_code == 2 and "not valid TOML" in result.output
+
+
+def test_validate_json_shape(cli, root):
+    result = cli(
+        "validate", root / "traces/lab/rtt50_f5_2x2_seq.jsonl", "--json", "--replications", 3
+    )
+    out = json.loads(result.output)
+    assert set(out) == {"traces", "ok"}
+    entry = out["traces"][0]
+    assert {"trace", "measured", "predicted", "errors_pct", "ok"} <= set(entry)
+    assert set(entry["measured"]) == {"mean_ms", "p50_ms", "p95_ms", "throughput_per_s"}
+    assert result.exit_code == (0 if out["ok"] else 1)
+
+
+def test_validate_exits_1_outside_tolerance(cli, root):
+    result = cli(
+        "validate",
+        root / "traces/lab/rtt50_f5_2x2_seq.jsonl",
+        "--tolerance",
+        "0",
+        "--replications",
+        2,
+    )
+    assert result.exit_code == 1
+    assert "OUTSIDE" in result.output
+
+
+def test_validate_infer_reports_the_rtt(cli, root):
+    result = cli(
+        "validate",
+        root / "traces/published/azure-152ms-2x2.jsonl",
+        "--infer",
+        "rtt",
+        "--json",
+        "--replications",
+        4,
+    )
+    entry = json.loads(result.output)["traces"][0]
+    assert entry["stated_rtt_ms"] == 152
+    assert 60 < entry["inferred_rtt_ms"] < 120
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("", "empty file"),
+        ("not json\n", "not valid JSON"),
+        ('{"format": "other"}\n', "durosim-trace/1"),
+        (
+            '{"format": "durosim-trace/1", "conditions": {"rtt_ms": 5}}\n'
+            '{"type": "orchestration", "start_ms": "x", "end_ms": 1}\n',
+            "'start_ms' must be",
+        ),
+        (
+            '{"format": "durosim-trace/1", "conditions": {"rtt_ms": 5, "runtime": "x"}}\n'
+            '{"type": "orchestration", "start_ms": 0, "end_ms": 1}\n',
+            "conditions.runtime",
+        ),
+        (
+            '{"format": "durosim-trace/1", "conditions": {"rtt_ms": 5, "fanout": 0}}\n'
+            '{"type": "orchestration", "start_ms": 0, "end_ms": 1}\n',
+            "workload.fanout",
+        ),
+    ],
+)
+def test_validate_rejects_bad_traces_clearly(cli, tmp_path, content, message):
+    path = tmp_path / "t.jsonl"
+    path.write_text(content)
+    result = cli("validate", path)
+    assert result.exit_code == 2
+    assert message in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_validate_rejects_bad_tolerance_and_missing_folder(cli, root, tmp_path):
+    trace = root / "traces/lab/rtt50_f5_2x2_seq.jsonl"
+    assert cli("validate", trace, "--tolerance", "p97_ms=3").exit_code == 2
+    assert cli("validate", trace, "--tolerance", "lots").exit_code == 2
+    assert cli("validate", tmp_path).exit_code == 2
+    assert cli("validate", trace, "--report", tmp_path / "no" / "r.md").exit_code == 2
+
+
+def test_a_simulated_trace_reads_back_and_validates_against_itself(cli, root, tmp_path):
+    out = tmp_path / "sim.jsonl"
+    result = cli(
+        "run",
+        root / "configs/lab.toml",
+        "--replications",
+        1,
+        "--trace",
+        out,
+        "--set",
+        "network.rtt_ms=30",
+    )
+    assert result.exit_code == 0
+    trace = read_trace(out)
+    assert len(trace.measured) == 20 and trace.calls
+    assert trace.conditions["rtt_ms"] == 30
+    assert cli("validate", out, "--replications", 5).exit_code == 0
+
+
+def test_validate_writes_a_report_and_a_plot(cli, root, tmp_path):
+    report, plot = tmp_path / "v.md", tmp_path / "v.png"
+    cli(
+        "validate",
+        root / "traces/lab/rtt50_f5_2x2_seq.jsonl",
+        "--replications",
+        2,
+        "--report",
+        report,
+        "--plot",
+        plot,
+    )
+    assert "rtt50_f5_2x2_seq" in report.read_text()
+    assert plot.read_bytes()[:4] == b"\x89PNG"

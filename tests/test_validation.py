@@ -1,0 +1,99 @@
+"""The model against real measurements (traces/): each prediction within its tolerance.
+
+Tolerances (models.validate.tolerance_pct) are the project's targets: at RTT >= 20 ms mean, p50
+and throughput within 10% and p95 within 15%; below 20 ms, where the 100 ms poll quantises
+latency and two real runs differ by up to 20%, 25%. Known gaps are strict xfails: each says why,
+and the test fails once the gap closes so the report gets updated.
+"""
+
+from pathlib import Path
+
+import pytest
+
+from models.validate import compare, cross_checks, predict, scenario_for
+from sim.config import ConfigError
+from sim.trace import TraceError, read_trace
+
+TRACES = Path(__file__).resolve().parent.parent / "traces"
+LAB = sorted((TRACES / "lab").glob("*.jsonl"))
+RECORDED = sorted((TRACES / "recorded").glob("*.jsonl"))
+PUBLISHED = TRACES / "published"
+
+KNOWN_GAPS = {
+    "rtt0_f5_2x2_seq_poll10": "recorded on an idle machine: at loopback the per-call CPU costs "
+    "(calibrated on the loaded lab machine) dominate, and the real calls were ~30% cheaper",
+    "rtt10_f5_2x2_seq": "p50 falls between two clusters 120 ms apart (client back-off); the model "
+    "puts slightly more runs in the upper one (mean within 2%)",
+}
+
+
+def test_there_are_traces_to_check():
+    assert len(LAB) >= 4 and len(RECORDED) >= 10
+
+
+@pytest.mark.parametrize("path", LAB + RECORDED, ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_prediction_within_tolerance(path, request):
+    if path.stem in KNOWN_GAPS:
+        request.applymarker(pytest.mark.xfail(reason=KNOWN_GAPS[path.stem], strict=True))
+    result = compare(read_trace(path))
+    assert result.ok, (result.errors_pct, result.tolerances_pct)
+
+
+def published(name: str):
+    return read_trace(PUBLISHED / f"{name}.jsonl")
+
+
+def test_published_rows_do_not_fit_their_stated_rtt():
+    """At the stated 152 ms the model is far too slow: the stated RTT is not the effective one."""
+    result = compare(published("azure-152ms-2x2"), replications=4)
+    assert result.errors_pct["throughput_per_s"] < -30
+
+
+@pytest.mark.parametrize("site", ["azure-152ms", "azure-westus-70ms"])
+def test_rtt_inferred_from_one_row_predicts_the_other(site):
+    traces = [published(f"{site}-2x2"), published(f"{site}-4x4")]
+    comparisons = [compare(t, replications=6, infer=True) for t in traces]
+    assert all(c.ok for c in comparisons)
+    inferred = [c.inferred_rtt_ms for c in comparisons]
+    assert abs(inferred[0] - inferred[1]) / inferred[0] < 0.1
+    checks = cross_checks(comparisons, traces, None, 10)
+    assert len(checks) == 2
+    assert all(check.ok for check in checks), [(c.source, c.error_pct) for c in checks]
+
+
+def test_local_docker_rows():
+    """1:1 is predicted within 10% from the RTT inferred from 2:2, and 4:4 comes out slower than
+    2:2, as measured, through the seed-era fetch deadlocks."""
+    two, one, four = (published(f"local-docker-{n}") for n in ("2x2", "1x1", "4x4"))
+    inferred = compare(two, replications=6, infer=True)
+    checks = cross_checks([inferred], [two], None, 10)
+    assert checks == []  # a site needs two rows
+    rtt = inferred.inferred_rtt_ms
+    one_predicted, _, _ = predict(scenario_for(one, None, rtt), 10, True)
+    measured = one.summaries[0].throughput_per_s
+    assert abs(one_predicted["throughput_per_s"] - measured) / measured < 0.10
+    two_predicted, _, _ = predict(scenario_for(two, None, rtt), 10, True)
+    four_predicted, extra, _ = predict(scenario_for(four, None, rtt), 10, True)
+    assert four_predicted["throughput_per_s"] < two_predicted["throughput_per_s"]
+    assert extra["deadlocks_per_run"] > 1
+
+
+def test_validation_fails_on_empty_input(tmp_path):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    with pytest.raises(TraceError, match="empty file"):
+        read_trace(empty)
+    header_only = tmp_path / "header.jsonl"
+    header_only.write_text('{"format": "durosim-trace/1", "conditions": {"rtt_ms": 5}}\n')
+    with pytest.raises(TraceError, match="no orchestration or summary records"):
+        read_trace(header_only)
+
+
+def test_a_trace_of_warmups_only_cannot_be_compared(tmp_path):
+    path = tmp_path / "warm.jsonl"
+    path.write_text(
+        '{"format": "durosim-trace/1", "conditions": {"rtt_ms": 5}}\n'
+        '{"type": "orchestration", "instance": "a", "start_ms": 0, "end_ms": 5, "warmup": true}\n'
+    )
+    with pytest.raises(ConfigError, match="warm-up"):
+        compare(read_trace(path))
