@@ -210,6 +210,15 @@ def _parse_tolerances(values: tuple[str, ...]) -> dict[str, float] | None:
     return out or None
 
 
+def _register_measurement_commands() -> None:
+    from models.cli_measure import register
+
+    register(main, InputError)
+
+
+_register_measurement_commands()
+
+
 def _trace_paths(paths: tuple[str, ...]) -> list[Path]:
     found: list[Path] = []
     for text in paths:

@@ -44,10 +44,14 @@ class Summary:
 
 @dataclass(frozen=True, slots=True)
 class Call:
+    """One provider call, or (from a log) one statement; `call_ms` is the whole provider call
+    where it was measured (pool acquire included)."""
+
     op: str
     instance: str
     start_ms: float
     end_ms: float
+    call_ms: float | None = None
 
 
 @dataclass(slots=True)
@@ -125,11 +129,16 @@ def read_trace(path: str | Path) -> Trace:
         elif kind == "call":
             start = _number(record, "start_ms", where)
             end = _number(record, "end_ms", where)
+            call_ms = record.get("call_ms")
+            if isinstance(call_ms, bool) or not isinstance(call_ms, int | float):
+                call_ms = None
             trace.calls.append(
-                Call(str(record.get("op", "")), str(record.get("instance", "")), start, end)
+                Call(
+                    str(record.get("op", "")), str(record.get("instance", "")), start, end, call_ms
+                )
             )
-    if not trace.orchestrations and not trace.summaries:
-        raise TraceError(f"{path}: no orchestration or summary records after the header")
+    if not trace.orchestrations and not trace.summaries and not trace.calls:
+        raise TraceError(f"{path}: no orchestration, summary or call records after the header")
     return trace
 
 

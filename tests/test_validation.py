@@ -85,7 +85,7 @@ def test_validation_fails_on_empty_input(tmp_path):
         read_trace(empty)
     header_only = tmp_path / "header.jsonl"
     header_only.write_text('{"format": "durosim-trace/1", "conditions": {"rtt_ms": 5}}\n')
-    with pytest.raises(TraceError, match="no orchestration or summary records"):
+    with pytest.raises(TraceError, match="no orchestration, summary or call records"):
         read_trace(header_only)
 
 
