@@ -44,7 +44,11 @@ def _cell(c: Comparison, metric: str) -> str:
         return ""
     error = c.errors_pct[metric]
     mark = "" if abs(error) <= c.tolerances_pct[metric] else " **✗**"
-    return f"{c.measured[metric]:.4g} / {c.predicted[metric]:.4g} ({error:+.1f}%){mark}"
+    return f"{_num(c.measured[metric])} / {_num(c.predicted[metric])} ({error:+.1f}%){mark}"
+
+
+def _num(value: float) -> str:
+    return f"{value:.0f}" if abs(value) >= 1000 else f"{value:.4g}"
 
 
 def markdown(
