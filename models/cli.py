@@ -330,3 +330,8 @@ def validate(traces, base, replications, tolerances, infer, as_json, report, plo
                 )
         click.echo(f"{sum(r.ok for r in results)} of {len(results)} traces within tolerance")
     sys.exit(0 if ok else 1)
+
+
+from models.recorder import record  # noqa: E402
+
+main.add_command(record)

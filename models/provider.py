@@ -1,184 +1,132 @@
-"""duroxide-pg: the queues and the instance locks in PostgreSQL, and one stored-procedure call
-per provider method.
+"""duroxide-pg: one stored-procedure call per provider method, its effect applied when the
+statement commits, so races between dispatchers play out at the server as in PostgreSQL.
 
-State (what the tables hold): the orchestrator queue (messages per instance, in arrival order),
-the instance locks, the worker queue (FIFO), and each instance's completion. Each method is one
-`DbClient.call`; its effect applies when the statement commits, so races between dispatchers
-play out at the server, as they do in PostgreSQL:
 - `fetch_orchestration_item` takes every visible message of the instance with the oldest
-  unlocked message and locks it (pg-cur migrations 0017/0019). Messages that arrive during the
-  turn wait for the next fetch. What happens when two fetches aim at one instance at once depends
-  on the runtime profile (`RuntimeProfile.fetch_contention`).
+  unlocked message and locks it (pg-cur migrations 0017/0019); messages arriving during the turn
+  wait for the next fetch. Two fetches aimed at one instance: today the second moves on
+  (`pg_advisory_xact_lock` + SKIP LOCKED re-check, duroxide-pg 4dc60a9); in duroxide-2025-11 it
+  row-locked another message of the instance and deadlocked with the first until PostgreSQL's
+  `deadlock_timeout` failed it (`RuntimeProfile.fetch_contention`).
 - `ack_orchestration_item` writes history, enqueues the turn's activities and releases the lock
   in one call (migration 0020).
-- `fetch_work_item` takes the oldest unlocked work item (`FOR UPDATE SKIP LOCKED`); `ack_work_item`
+- `fetch_work_item` takes the oldest work item (`FOR UPDATE SKIP LOCKED`); `ack_work_item`
   deletes it and enqueues the completion (migration 0015).
 - `fetch_history` reads an instance's history; `get_custom_status` its custom status.
-Left out: history sizes (no effect on cost at these sizes), lock leases and their renewal (turns
-here are far shorter than the 5 s lease), poison handling, sessions and the 60 s gauge poller.
+Designs that do not exist in duroxide 0.2, for what-ifs (`Design`): batched worker fetch and ack,
+LISTEN/NOTIFY wake-ups (a notify reaches the runtime half an RTT after the insert commits), the
+pre-stored-procedure provider (several statements a call), a turn run inside the database, and
+statements pipelined into one round trip.
+Left out: history sizes, lock leases and renewals (turns here are far shorter than the 5 s
+lease), poison handling, sessions and the 60 s gauge poller.
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable
 
+import simpy
+
 from models.breakdown import Path
-from sim.db import Blocked, CallTimes, DbClient
+from models.queues import (
+    CallLog,
+    Claim,
+    Instance,
+    Message,
+    OrchestratorQueue,
+    WorkerQueue,
+    WorkItem,
+)
+from sim.db import Blocked, CallTimes, DbClient, FollowUp
+from sim.dispatch import Signal
 
 _FAILED = object()
 
-
-class Message:
-    __slots__ = ("kind", "ready", "path", "number")
-
-    def __init__(self, kind: str, ready: float, path: Path, number: int):
-        self.kind = kind
-        self.ready = ready
-        self.path = path
-        self.number = number
-
-
-class Instance:
-    __slots__ = (
-        "name", "number", "started", "pending", "locked", "claimed_by", "unlocked_at",
-        "unlock_path", "scheduled", "completions", "done_at", "done_path", "turns", "measured",
-    )  # fmt: skip
-
-    def __init__(self, name: str, number: int, started: float, measured: bool):
-        self.name = name
-        self.number = number
-        self.started = started
-        self.pending: list[Message] = []
-        self.locked = False
-        self.claimed_by: object | None = None
-        self.unlocked_at = started
-        self.unlock_path: Path | None = None
-        self.scheduled = False
-        self.completions = 0
-        self.done_at: float | None = None
-        self.done_path: Path | None = None
-        self.turns = 0
-        self.measured = measured
-
-
-class WorkItem:
-    __slots__ = ("instance", "ready", "path")
-
-    def __init__(self, instance: Instance, ready: float, path: Path):
-        self.instance = instance
-        self.ready = ready
-        self.path = path
+# Statements a call makes before the stored procedures (shared/seed: "fetch_orchestration_item:
+# 6-7 queries -> 1 call, ack_orchestration_item: 8-9 queries -> 1 call, append_history: N inserts
+# -> 1 batch call"). The worker's calls are not given there and stay at one.
+PRE_PROCEDURE_FETCH_STATEMENTS = 7
+PRE_PROCEDURE_ACK_STATEMENTS = 8  # plus one insert per history event
 
 
 class FetchFailed(Exception):
     """A provider call that returned an error (a deadlock victim)."""
 
 
-class CallLog:
-    """Counts provider calls by operation for the measured orchestrations; keeps call records
-    when asked."""
+class Op:
+    """One provider call: its statement, what happens at the server, and what the caller gets."""
 
-    def __init__(self, keep_records: bool = False):
-        self.counts: Counter[str] = Counter()
-        self.measuring = False
-        self.records: list[dict] | None = [] if keep_records else None
+    __slots__ = ("statement", "commit", "begin", "extra", "done")
 
-    def note(self, label: str, instance: Instance | None, times: CallTimes, actor: str) -> None:
-        # A call for an instance counts when the instance is measured; a call for none (an
-        # empty poll) when it falls in the measured window.
-        if instance.measured if instance is not None else self.measuring:
-            self.counts[label] += 1
-        if self.records is not None:
-            self.records.append(
-                {
-                    "type": "call",
-                    "op": label,
-                    "instance": instance.name if instance else "",
-                    "actor": actor,
-                    "start_ms": round(times[0] * 1000.0, 3),
-                    "end_ms": round(times[5] * 1000.0, 3),
-                }
-            )
-
-
-class _Claim:
-    """An orchestration fetch's hold on an instance between its arrival and its commit."""
-
-    __slots__ = ("instance", "rows", "settled_at", "blocked_until")
-
-    def __init__(self) -> None:
-        self.instance: Instance | None = None
-        self.rows = 1
-        self.settled_at = 0.0
-        self.blocked_until = 0.0
-
-    def settled(self, now: float) -> bool:
-        """Whether the fetch's update has locked every message row of the instance."""
-        return now >= self.settled_at and now >= self.blocked_until
+    def __init__(self, statement, commit, done, begin=None, extra: int = 0):
+        self.statement = statement
+        self.commit = commit
+        self.done = done
+        self.begin = begin
+        self.extra = extra
 
 
 class PostgresProvider:
     def __init__(
         self,
+        env: simpy.Environment,
         db: DbClient,
         log: CallLog,
         contention: str,
         deadlock_timeout_s: float,
         deadlock_window_s: float,
+        notify: bool = False,
+        stored_procedures: bool = True,
     ):
+        self.env = env
         self.db = db
         self.log = log
         self.contention = contention
         self.deadlock_timeout_s = deadlock_timeout_s
         self.deadlock_window_s = deadlock_window_s
-        self.waiting: dict[Instance, None] = {}  # instances with queued messages, insertion order
-        self.work: list[WorkItem] = []
-        self._work_head = 0
-        self._numbers = 0
+        self.notify = notify
+        self.stored_procedures = stored_procedures
+        self.orchestrator_queue = OrchestratorQueue()
+        self.worker_queue = WorkerQueue()
+        self.orchestrator_signal = Signal(env)
+        self.worker_signal = Signal(env)
         self.failures = 0
+
+    # -- running calls ------------------------------------------------------------------------
+
+    def run(self, op: Op):
+        """Generator: one call; what its `done` makes of the result."""
+        [(result, times)] = yield from self.db.call_many(
+            ((op.statement, op.commit, op.begin, op.extra),)
+        )
+        return op.done(result, times)
+
+    def run_together(self, ops: list[Op]):
+        """Generator: calls pipelined into one round trip (the pipelining what-if)."""
+        results = yield from self.db.call_many(
+            tuple((op.statement, op.commit, op.begin, op.extra) for op in ops)
+        )
+        return [op.done(result, times) for op, (result, times) in zip(ops, results)]
+
+    def _signal(self, signal: Signal) -> None:
+        """An insert's NOTIFY reaches the runtime's listener half a round trip after commit."""
+        if self.notify:
+            delay = self.db.link.rtt() / 2.0
+            self.env.timeout(delay).callbacks.append(lambda _event: signal.fire())
 
     # -- the orchestrator queue ---------------------------------------------------------------
 
-    def _next_number(self) -> int:
-        self._numbers += 1
-        return self._numbers
-
     def _queue(self, instance: Instance, kind: str, now: float, path: Path) -> None:
-        instance.pending.append(Message(kind, now, path, self._next_number()))
-        self.waiting[instance] = None
+        self.orchestrator_queue.put(instance, kind, now, path)
+        self._signal(self.orchestrator_signal)
 
-    def _oldest_unlocked(self, now: float, skip_claimed: bool) -> Instance | None:
-        """The instance of the oldest message a fetch arriving now can lock."""
-        best: Instance | None = None
-        best_number = 0
-        for instance in self.waiting:
-            if instance.locked:
-                continue
-            claim = instance.claimed_by
-            first = 0
-            if claim is not None:
-                # The claiming fetch row-locked one message, and each fetch deadlocked with it
-                # one more (SKIP LOCKED moves past them; a victim's row passes to the holder);
-                # once its update has locked them all, a fetch skips the whole instance.
-                if skip_claimed or claim.settled(now) or len(instance.pending) <= claim.rows:
-                    continue
-                first = claim.rows
-            number = instance.pending[first].number
-            if best is None or number < best_number:
-                best, best_number = instance, number
-        return best
-
-    def fetch_orchestration_item(self, actor: str):
-        """Generator: ((instance, messages) or None, times); FetchFailed for a deadlock victim."""
-        claim = _Claim()
-        victim_of: list[_Claim | None] = [None]
+    def _claiming_begin(self, claim: Claim, victim_of: list, empty_key: str, key: str):
+        queue = self.orchestrator_queue
+        deadlocks = self.contention == "deadlock"
 
         def begin(now: float) -> tuple[str, float]:
-            deadlocks = self.contention == "deadlock"
-            target = self._oldest_unlocked(now, skip_claimed=not deadlocks)
+            target = queue.oldest_unlocked(now, skip_claimed=not deadlocks)
             if target is None:
-                return "fetch_orchestration_item_empty", now
+                return empty_key, now
             holder = target.claimed_by
             if holder is not None:
                 # This fetch locked another message row of the instance and waits on the
@@ -188,123 +136,187 @@ class PostgresProvider:
                 holder.rows += 1
                 holder.blocked_until = max(holder.blocked_until, until)
                 victim_of[0] = holder
-                return "fetch_orchestration_item_empty", until
+                return empty_key, until
             claim.instance = target
             claim.settled_at = now + (self.deadlock_window_s if deadlocks else 0.0)
             target.claimed_by = claim
-            return "fetch_orchestration_item", now
+            return key, now
 
-        def commit(times: CallTimes):
-            now = times[3]
-            if victim_of[0] is not None:
-                # The victim's row lock passes to the holder's update, which goes on.
-                return _FAILED
-            instance = claim.instance
-            if instance is None:
-                return None
-            if claim.blocked_until > now:
-                return Blocked(claim.blocked_until)
-            instance.claimed_by = None
-            messages = instance.pending
-            instance.pending = []
-            instance.locked = True
-            del self.waiting[instance]
-            return instance, messages
+        return begin
 
-        result, times = yield from self.db.call("fetch_orchestration_item", commit, begin)
+    def _take_claimed(self, claim: Claim, victim_of: list, now: float):
+        if victim_of[0] is not None:
+            # The victim's row lock passes to the holder's update, which goes on.
+            return _FAILED
+        instance = claim.instance
+        if instance is None:
+            return None
+        if claim.blocked_until > now:
+            return Blocked(claim.blocked_until)
+        instance.claimed_by = None
+        return instance, self.orchestrator_queue.take_all(instance)
+
+    def _fetched(self, label: str, actor: str, result, times: CallTimes):
         if result is _FAILED:
             self.failures += 1
-            self.log.note("fetch_orchestration_item (error)", None, times, actor)
+            self.log.note(label + " (error)", None, times, actor)
             raise FetchFailed()
         if result is None:
-            self.log.note("fetch_orchestration_item (empty)", None, times, actor)
+            self.log.note(label + " (empty)", None, times, actor)
             return None, times
-        self.log.note("fetch_orchestration_item", result[0], times, actor)
+        self.log.note(label, result[0], times, actor)
         return result, times
+
+    def fetch_orchestration_item(self, actor: str) -> Op:
+        """((instance, messages) or None, times); FetchFailed for a deadlock victim."""
+        claim = Claim()
+        victim_of: list[Claim | None] = [None]
+
+        def commit(times: CallTimes):
+            taken = self._take_claimed(claim, victim_of, times[3])
+            if self.stored_procedures or taken is None or taken is _FAILED:
+                return taken
+            if isinstance(taken, Blocked):
+                return taken
+            return FollowUp(PRE_PROCEDURE_FETCH_STATEMENTS - 1, taken)
+
+        begin = self._claiming_begin(
+            claim, victim_of, "fetch_orchestration_item_empty", "fetch_orchestration_item"
+        )
+        return Op(
+            "fetch_orchestration_item",
+            commit,
+            lambda result, times: self._fetched("fetch_orchestration_item", actor, result, times),
+            begin,
+        )
+
+    def _ack_effects(
+        self, instance: Instance, items: int, completes: bool, now: float, path: Path
+    ) -> None:
+        for _ in range(items):
+            self.worker_queue.put(WorkItem(instance, now, path))
+        if items:
+            self._signal(self.worker_signal)
+        if completes:
+            instance.done_at = now
+            instance.done_path = path
+            if instance.done_event is not None:
+                instance.done_event.succeed()
+        self.orchestrator_queue.unlock(instance, now, path)
 
     def ack_orchestration_item(
         self,
         instance: Instance,
         items: int,
         completes: bool,
+        events: int,
         path_at: Callable[[CallTimes], Path],
         actor: str,
-    ):
-        """Generator: write the turn; enqueue `items` activities; maybe complete; unlock."""
+    ) -> Op:
+        """Write the turn (`events` history events); enqueue `items` activities; maybe complete;
+        unlock. The caller gets (path at commit, times)."""
 
         def commit(times: CallTimes) -> Path:
-            now = times[3]
             path = path_at(times)
-            for _ in range(items):
-                self.work.append(WorkItem(instance, now, path))
-            if completes:
-                instance.done_at = now
-                instance.done_path = path
-            instance.locked = False
-            instance.unlocked_at = now
-            instance.unlock_path = path
-            if instance.pending:
-                self.waiting[instance] = None
+            self._ack_effects(instance, items, completes, times[3], path)
             return path
 
-        path, times = yield from self.db.call("ack_orchestration_item", commit)
-        self.log.note("ack_orchestration_item", instance, times, actor)
-        return path, times
+        def done(path, times):
+            self.log.note("ack_orchestration_item", instance, times, actor)
+            return path, times
+
+        extra = 0 if self.stored_procedures else PRE_PROCEDURE_ACK_STATEMENTS - 1 + events
+        return Op("ack_orchestration_item", commit, done, extra=extra)
+
+    def orchestration_turn(
+        self, actor: str, turn: Callable[[Instance, list[Message], CallTimes], tuple]
+    ) -> Op:
+        """A whole turn inside the database (a what-if): take the messages, run the turn, write
+        it and unlock, in one call. `turn` returns (items, completes, path at commit)."""
+        claim = Claim()
+        victim_of: list[Claim | None] = [None]
+
+        def commit(times: CallTimes):
+            taken = self._take_claimed(claim, victim_of, times[3])
+            if taken is None or taken is _FAILED or isinstance(taken, Blocked):
+                return taken
+            instance, messages = taken
+            items, completes, path = turn(instance, messages, times)
+            self._ack_effects(instance, items, completes, times[3], path)
+            return instance, messages
+
+        begin = self._claiming_begin(
+            claim, victim_of, "fetch_orchestration_item_empty", "orchestration_turn"
+        )
+        return Op(
+            "orchestration_turn",
+            commit,
+            lambda result, times: self._fetched("orchestration_turn", actor, result, times),
+            begin,
+        )
 
     # -- the worker queue ---------------------------------------------------------------------
 
-    def fetch_work_item(self, actor: str):
-        """Generator: (WorkItem or None, times)."""
-        taken: list = [None]
+    def fetch_work_items(self, actor: str, limit: int = 1) -> Op:
+        """(list of WorkItem or None, times)."""
+        taken: list[list[WorkItem]] = [[]]
 
         def begin(now: float) -> tuple[str, float]:
-            if self._work_head < len(self.work):
-                taken[0] = self.work[self._work_head]
-                self._work_head += 1
-                if self._work_head > 64 and self._work_head * 2 > len(self.work):
-                    del self.work[: self._work_head]
-                    self._work_head = 0
-                return "fetch_work_item", now
-            return "fetch_work_item_empty", now
+            taken[0] = self.worker_queue.take(limit)
+            return ("fetch_work_item" if taken[0] else "fetch_work_item_empty"), now
 
-        item, times = yield from self.db.call("fetch_work_item", lambda times: taken[0], begin)
-        if item is None:
-            self.log.note("fetch_work_item (empty)", None, times, actor)
-        else:
-            self.log.note("fetch_work_item", item.instance, times, actor)
-        return item, times
+        def done(items, times):
+            if not items:
+                self.log.note("fetch_work_item (empty)", None, times, actor)
+                return None, times
+            for item in items:
+                self.log.note("fetch_work_item", item.instance, times, actor)
+            return items, times
 
-    def ack_work_item(self, instance: Instance, path_at: Callable[[CallTimes], Path], actor: str):
-        """Generator: delete the work item and enqueue its completion."""
+        return Op("fetch_work_item", lambda times: taken[0], done, begin)
+
+    def ack_work_items(
+        self, items: list[WorkItem], path_at: Callable[[WorkItem, CallTimes], Path], actor: str
+    ) -> Op:
+        """Delete the work items and enqueue their completions."""
 
         def commit(times: CallTimes) -> None:
-            self._queue(instance, "completion", times[3], path_at(times))
+            for item in items:
+                self._queue(item.instance, "completion", times[3], path_at(item, times))
 
-        _, times = yield from self.db.call("ack_work_item", commit)
-        self.log.note("ack_work_item", instance, times, actor)
-        return times
+        def done(_, times):
+            for item in items:
+                self.log.note("ack_work_item", item.instance, times, actor)
+            return times
 
-    # -- reads and the client -----------------------------------------------------------------
+        return Op("ack_work_item", commit, done)
+
+    # -- the client and reads -----------------------------------------------------------------
 
     def enqueue_orchestrator_work(
         self, instance: Instance, path_at: Callable[[CallTimes], Path], actor: str
-    ):
+    ) -> Op:
         def commit(times: CallTimes) -> None:
             self._queue(instance, "start", times[3], path_at(times))
 
-        _, times = yield from self.db.call("enqueue_orchestrator_work", commit)
-        self.log.note("enqueue_orchestrator_work", instance, times, actor)
-        return times
+        def done(_, times):
+            self.log.note("enqueue_orchestrator_work", instance, times, actor)
+            return times
 
-    def fetch_history(self, instance: Instance, actor: str):
-        """Generator: (whether the instance's completion is committed, times)."""
-        done, times = yield from self.db.call(
-            "fetch_history", lambda times: instance.done_at is not None
-        )
-        self.log.note("fetch_history", instance, times, actor)
-        return done, times
+        return Op("enqueue_orchestrator_work", commit, done)
 
-    def get_custom_status(self, instance: Instance, actor: str):
-        _, times = yield from self.db.call("get_custom_status", lambda times: None)
-        self.log.note("get_custom_status", instance, times, actor)
-        return times
+    def fetch_history(self, instance: Instance, actor: str) -> Op:
+        """(whether the instance's completion is committed, times)."""
+
+        def done(finished, times):
+            self.log.note("fetch_history", instance, times, actor)
+            return finished, times
+
+        return Op("fetch_history", lambda times: instance.done_at is not None, done)
+
+    def get_custom_status(self, instance: Instance, actor: str) -> Op:
+        def done(_, times):
+            self.log.note("get_custom_status", instance, times, actor)
+            return times
+
+        return Op("get_custom_status", lambda times: None, done)

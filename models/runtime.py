@@ -11,7 +11,8 @@ orchestration's history: dx-cur `worker.rs:467, 507-512`), the activity's own ru
 
 In duroxide-2025-11 an empty orchestration fetch is retried inside the provider before the
 dispatcher sleeps, and a fetch that fails (a deadlock victim) makes the dispatcher sleep as if
-it were empty. Replay CPU (about 0.3 ms a turn in the lab's log) is left out.
+it were empty. Replay CPU (about 0.3 ms a turn in the lab's log) is left out. What-if designs
+(`Design`) change the calls, never the workflow.
 """
 
 from __future__ import annotations
@@ -20,10 +21,12 @@ from collections.abc import Callable
 
 import simpy
 
-from models.breakdown import ACTIVITY, Path, extend
+from models.breakdown import ACTIVITY, SLOT_BUSY, Path, extend
 from models.profiles import RuntimeProfile
 from models.provider import FetchFailed, PostgresProvider
-from sim.dispatch import Dispatcher, MinPollInterval, SleepAfterEmpty
+from models.queues import Instance, Message, WorkItem
+from models.scenario import Design
+from sim.dispatch import Dispatcher, MinPollInterval, Notify, SleepAfterEmpty
 
 
 class Runtime:
@@ -37,30 +40,52 @@ class Runtime:
         poll_interval_s: float,
         fanout: int,
         activity_s: Callable[[], float],
+        design: Design,
     ):
         self.env = env
         self.provider = provider
         self.profile = profile
         self.fanout = fanout
         self.activity_s = activity_s
-        if profile.idle == "min_poll_interval":
-            wakeup = MinPollInterval(poll_interval_s)
-        else:
-            wakeup = SleepAfterEmpty(poll_interval_s)
+        self.design = design
+        self.prefetched: dict[Dispatcher, tuple] = {}
+
+        def wakeup(signal):
+            if design.long_poll:
+                return Notify(signal, design.long_poll_timeout_s)
+            if profile.idle == "min_poll_interval":
+                return MinPollInterval(poll_interval_s)
+            return SleepAfterEmpty(poll_interval_s)
+
         self.orchestrators = [
-            Dispatcher(env, f"orch-{i}", self.fetch_turn, self.run_turn, wakeup)
+            Dispatcher(env, f"orch-{i}", self.fetch_turn, self.run_turn,
+                       wakeup(provider.orchestrator_signal))
             for i in range(orchestration_concurrency)
-        ]
+        ]  # fmt: skip
         self.workers = [
-            Dispatcher(env, f"work-{i}", self.fetch_activity, self.run_activity, wakeup)
+            Dispatcher(env, f"work-{i}", self.fetch_activity, self.run_activity,
+                       wakeup(provider.worker_signal))
             for i in range(worker_concurrency)
-        ]
+        ]  # fmt: skip
+
+    # -- orchestration turns ------------------------------------------------------------------
+
+    def _turn_op(self, slot: Dispatcher):
+        if self.design.server_side_turns:
+            return self.provider.orchestration_turn(
+                slot.name, lambda inst, msgs, times: self._turn_in_database(inst, msgs, times, slot)
+            )
+        return self.provider.fetch_orchestration_item(slot.name)
 
     def fetch_turn(self, slot: Dispatcher):
+        if slot in self.prefetched:
+            # the fetch rode with the slot's last ack (pipelining)
+            got = self.prefetched.pop(slot)
+            return got if got[0] is not None else None
         attempts = 1 + self.profile.empty_orchestration_retries
         for attempt in range(attempts):
             try:
-                got, times = yield from self.provider.fetch_orchestration_item(slot.name)
+                got, times = yield from self.provider.run(self._turn_op(slot))
             except FetchFailed:
                 return None
             if got is not None:
@@ -69,8 +94,11 @@ class Runtime:
                 yield self.env.timeout(self.profile.empty_retry_sleep_s)
         return None
 
-    def run_turn(self, fetched, slot: Dispatcher):
-        (instance, messages), times = fetched
+    def _turn(
+        self, instance: Instance, messages: list[Message]
+    ) -> tuple[int, bool, int, Path, float]:
+        """Fold the messages into the instance: (activities to schedule, whether it completes,
+        history events written, the critical path's predecessor, and when it was ready)."""
         ready, before = instance.unlocked_at, instance.unlock_path
         completions = 0
         starts = False
@@ -81,7 +109,6 @@ class Runtime:
                 starts = True
             else:
                 completions += 1
-        path = extend(before, ready, times, to_commit=False, busy_until=slot.free_since)
         instance.turns += 1
         items = 0
         if starts and not instance.scheduled:
@@ -89,29 +116,83 @@ class Runtime:
             items = self.fanout
         instance.completions += completions
         completes = instance.completions >= self.fanout
+        events = (1 + items if starts else 0) + completions + (1 if completes else 0)
+        return items, completes, events, before, ready
+
+    def _turn_in_database(self, instance, messages, times, slot):
+        items, completes, _, before, ready = self._turn(instance, messages)
+        path = extend(before, ready, times, to_commit=True, busy_until=slot.free_since)
+        return items, completes, path
+
+    def run_turn(self, fetched, slot: Dispatcher):
+        if self.design.server_side_turns:
+            return  # the whole turn ran inside the fetch
+            yield
+        (instance, messages), times = fetched
+        items, completes, events, before, ready = self._turn(instance, messages)
+        path = extend(before, ready, times, to_commit=False, busy_until=slot.free_since)
         fetched_at = times[5]
-        yield from self.provider.ack_orchestration_item(
-            instance, items, completes, lambda t: extend(path, fetched_at, t, True), slot.name
+        ack = self.provider.ack_orchestration_item(
+            instance,
+            items,
+            completes,
+            events,
+            lambda t: extend(path, fetched_at, t, True),
+            slot.name,
         )
+        if not self.design.pipelining:
+            yield from self.provider.run(ack)
+            return
+        try:
+            _, nxt = yield from self.provider.run_together([ack, self._turn_op(slot)])
+            self.prefetched[slot] = nxt
+        except FetchFailed:
+            pass
+
+    # -- activities ---------------------------------------------------------------------------
 
     def fetch_activity(self, slot: Dispatcher):
-        item, times = yield from self.provider.fetch_work_item(slot.name)
-        if item is None:
+        if slot in self.prefetched:
+            got = self.prefetched.pop(slot)
+            return got if got[0] is not None else None
+        items, times = yield from self.provider.run(
+            self.provider.fetch_work_items(slot.name, self.design.worker_batch_size)
+        )
+        if items is None:
             return None
-        return item, times
+        return items, times
 
     def run_activity(self, fetched, slot: Dispatcher):
-        item, times = fetched
-        path: Path = extend(
-            item.path, item.ready, times, to_commit=False, busy_until=slot.free_since
+        items, times = fetched
+        env = self.env
+        paths: dict[WorkItem, Path] = {
+            item: extend(item.path, item.ready, times, to_commit=False, busy_until=slot.free_since)
+            for item in items
+        }
+        if self.design.activity_context_read:
+            read_at = times[5]
+            for instance in dict.fromkeys(item.instance for item in items):
+                _, read = yield from self.provider.run(
+                    self.provider.fetch_history(instance, slot.name)
+                )
+                for item in items:
+                    paths[item] = extend(paths[item], read_at, read, to_commit=False)
+                read_at = read[5]
+        runs = {item: self.activity_s() for item in items}
+        longest = max(runs.values())
+        if longest > 0:
+            yield env.timeout(longest)
+        for item, run in runs.items():
+            paths[item][ACTIVITY] += run
+            paths[item][SLOT_BUSY] += longest - run  # waiting for the batch's longest activity
+        ran_until = env.now
+        ack = self.provider.ack_work_items(
+            items, lambda item, t: extend(paths[item], ran_until, t, True), slot.name
         )
-        _, read = yield from self.provider.fetch_history(item.instance, slot.name)
-        path = extend(path, times[5], read, to_commit=False)
-        run = self.activity_s()
-        if run > 0:
-            yield self.env.timeout(run)
-        path[ACTIVITY] += run
-        ran_until = self.env.now
-        yield from self.provider.ack_work_item(
-            item.instance, lambda t: extend(path, ran_until, t, True), slot.name
+        if not self.design.pipelining:
+            yield from self.provider.run(ack)
+            return
+        _, nxt = yield from self.provider.run_together(
+            [ack, self.provider.fetch_work_items(slot.name, self.design.worker_batch_size)]
         )
+        self.prefetched[slot] = nxt

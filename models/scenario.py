@@ -27,7 +27,11 @@ OPERATIONS = (
     "get_custom_status",
 )
 # Server-cost keys: the operations, and the empty fetches, which cost less.
-COST_KEYS = OPERATIONS + ("fetch_orchestration_item_empty", "fetch_work_item_empty")
+COST_KEYS = OPERATIONS + (
+    "fetch_orchestration_item_empty",
+    "fetch_work_item_empty",
+    "orchestration_turn",  # a whole turn inside the database (the server_side_turns what-if)
+)
 
 
 def _default_cost() -> dict[str, Dist]:
@@ -45,6 +49,8 @@ def _default_cost() -> dict[str, Dist]:
         "get_custom_status": (0.15, 2.4),
         "fetch_orchestration_item_empty": (0.2, 4.3),
         "fetch_work_item_empty": (0.2, 3.7),
+        # not measured: a fetch and an ack in one procedure
+        "orchestration_turn": (3.0, 10.0),
     }
     return {op: LogNormal(p50 / 1000.0, p99 / 1000.0) for op, (p50, p99) in p50_p99_ms.items()}
 
@@ -136,6 +142,31 @@ class Client:
 
 
 @dataclass(frozen=True, slots=True)
+class Design:
+    """How the runtime and the provider work. The defaults are duroxide 0.2's; each other value
+    is a design that does not exist in it, for what-ifs (see `models/whatif.py`)."""
+
+    worker_batch_size: int = field(default=1, metadata={"check": _at_least_one})
+    """Work items one worker fetch takes and one ack returns (duroxide PR 17, duroxide-pg PR 7)."""
+    long_poll: bool = False
+    """LISTEN/NOTIFY wake-ups as duroxide-pg-opt built them: an empty fetch waits for a notify
+    (or `long_poll_timeout`), and every notify wakes every waiting fetcher."""
+    long_poll_timeout_s: float = field(default=30.0, metadata={"check": _positive})
+    client_notified: bool = False
+    """The client is told of the completion (one message one way) instead of polling."""
+    activity_context_read: bool = True
+    """The worker reads the orchestration's history before each activity (duroxide 0.2 does)."""
+    pipelining: bool = False
+    """Independent statements share round trips: the pool's ping goes with the statement, the
+    client's two status calls go together, and a slot's ack carries its next fetch."""
+    server_side_turns: bool = False
+    """An orchestration turn runs inside the database: one call instead of fetch + ack."""
+    stored_procedures: bool = True
+    """False: the provider before its stored procedures (fetch 7 statements, ack 9 plus one insert
+    per history event, the others 2), each a round trip on the same connection."""
+
+
+@dataclass(frozen=True, slots=True)
 class Workload:
     """Fan-out/fan-in orchestrations: schedule `fanout` activities at once and wait for all."""
 
@@ -165,6 +196,7 @@ class Scenario:
     runtime_options: RuntimeOptions = field(default_factory=RuntimeOptions)
     host: Host = field(default_factory=Host)
     client: Client = field(default_factory=Client)
+    design: Design = field(default_factory=Design)
     workload: Workload = field(default_factory=Workload)
 
     @property

@@ -18,7 +18,7 @@ from collections.abc import Callable
 import simpy
 
 from models.client import Client
-from models.provider import CallLog, Instance
+from models.queues import CallLog, Instance
 from models.scenario import Workload
 
 LAUNCH_PAUSE_S = 0.001

@@ -10,7 +10,8 @@ import simpy
 
 from models.breakdown import PARTS, Path
 from models.client import Client
-from models.provider import CallLog, Instance, PostgresProvider
+from models.provider import PostgresProvider
+from models.queues import CallLog, Instance
 from models.runtime import Runtime
 from models.scenario import Scenario
 from models.workload import Driver
@@ -97,19 +98,24 @@ def simulate(scenario: Scenario, replication: int = 0, keep_records: bool = Fals
     server = DbServer(scenario.database.cores, scenario.database.cost, streams["database.cost"])
     pool = Pool(env, scenario.pool.size, scenario.pool.min_connections)
     behaviour = PoolBehaviour(
-        ping_on_acquire=scenario.pool.ping_on_acquire,
+        # pipelining sends the ping with the statement: it costs no round trip of its own
+        ping_on_acquire=scenario.pool.ping_on_acquire and not scenario.design.pipelining,
         ping_on_release=scenario.pool.ping_on_release,
         connect_round_trips=scenario.pool.connect_round_trips,
         prepare_round_trip=scenario.pool.prepare_round_trip,
     )
     db = DbClient(env, link, pool, server, behaviour, scenario.call_overhead_s)
     log = CallLog(keep_records)
+    design = scenario.design
     provider = PostgresProvider(
+        env,
         db,
         log,
         profile.fetch_contention,
         scenario.database.deadlock_timeout_s,
         scenario.database.deadlock_window_s,
+        notify=design.long_poll,
+        stored_procedures=design.stored_procedures,
     )
     options = scenario.runtime_options
     Runtime(
@@ -121,6 +127,7 @@ def simulate(scenario: Scenario, replication: int = 0, keep_records: bool = Fals
         options.dispatcher_poll_interval_s,
         scenario.workload.fanout,
         scenario.workload.activity.sampler(streams["workload.activity"]),
+        design,
     )
     client = Client(
         env,
@@ -128,6 +135,8 @@ def simulate(scenario: Scenario, replication: int = 0, keep_records: bool = Fals
         profile.client_check,
         scenario.client.initial_poll_delay_s,
         scenario.client.max_poll_delay_s,
+        pipelined=design.pipelining,
+        notified_over=link if design.client_notified else None,
     )
     collector = _Collector(keep_records)
     measure_from = [0.0, 0.0]  # time, server busy seconds

@@ -40,6 +40,15 @@ class Blocked:
 
 
 @dataclass(frozen=True, slots=True)
+class FollowUp:
+    """What a statement's commit returns when its transaction goes on for `round_trips` more
+    statements on the connection before the reply (the effect applied at the first)."""
+
+    round_trips: int
+    result: object
+
+
+@dataclass(frozen=True, slots=True)
 class PoolBehaviour:
     ping_on_acquire: bool = True
     ping_on_release: bool = True
@@ -69,14 +78,23 @@ class DbClient:
         statement: str,
         commit: Callable[[CallTimes], object],
         begin: Callable[[float], tuple[str, float]] | None = None,
+        extra_round_trips: int = 0,
     ):
         """Generator: run one statement; return (commit's result, the call's CallTimes).
 
         `begin(now)` runs when the statement reaches the server and returns the server cost key
         and the earliest time it may finish (a lock wait); `commit(times)` applies the effect at
         the commit, given the call's timeline (its reply and end are already known then), and may
-        return `Blocked` to wait on a lock first.
+        return `Blocked` to wait on a lock first. `extra_round_trips` are statements run before
+        this one on the same connection, one round trip each.
         """
+        results = yield from self.call_many(((statement, commit, begin, extra_round_trips),))
+        return results[0]
+
+    def call_many(self, statements):
+        """Generator: several statements pipelined on one connection, in one round trip: each
+        runs at the server when the one before it commits, and one reply brings all results.
+        Returns [(result, CallTimes)] in order; the times share start, acquisition and reply."""
         env = self.env
         pool = self.pool
         behaviour = self.behaviour
@@ -92,34 +110,51 @@ class DbClient:
             before += behaviour.connect_round_trips * rtt()
         elif behaviour.ping_on_acquire:
             before += rtt()
-        if behaviour.prepare_round_trip and statement not in connection.prepared:
-            connection.prepared.add(statement)
-            before += rtt()
+        for statement, _, _, extra in statements:
+            if behaviour.prepare_round_trip and statement not in connection.prepared:
+                connection.prepared.add(statement)
+                before += rtt()
+            for _ in range(extra):
+                before += rtt()
         exchange = rtt()
         yield env.timeout(before + exchange / 2.0)
         at_server = env.now
-        if begin is None:
-            cost_key, not_before = statement, at_server
-        else:
-            cost_key, not_before = begin(at_server)
-        finish = self.server.admit(cost_key, at_server)
-        if not_before > finish:
-            finish = not_before
-        if finish > at_server:
-            yield env.timeout(finish - at_server)
         back = exchange / 2.0
         overhead = self.call_overhead_s
-        result = commit(
-            (start, acquired, at_server, finish, finish + back, finish + back + overhead)
-        )
-        while isinstance(result, Blocked):
-            yield env.timeout(result.until_s - env.now)
-            finish = env.now
+        reply_end = back + overhead
+        results = []
+        for statement, commit, begin, _ in statements:
+            arrived = env.now
+            if begin is None:
+                cost_key, not_before = statement, arrived
+            else:
+                cost_key, not_before = begin(arrived)
+            finish = self.server.admit(cost_key, arrived)
+            if not_before > finish:
+                finish = not_before
+            if finish > arrived:
+                yield env.timeout(finish - arrived)
             result = commit(
                 (start, acquired, at_server, finish, finish + back, finish + back + overhead)
             )
+            while isinstance(result, Blocked):
+                yield env.timeout(result.until_s - env.now)
+                finish = env.now
+                result = commit(
+                    (start, acquired, at_server, finish, finish + back, finish + back + overhead)
+                )
+            if isinstance(result, FollowUp):
+                if result.round_trips > 0:
+                    yield env.timeout(sum(rtt() for _ in range(result.round_trips)))
+                result = result.result
+            results.append((result, finish))
+        finish = env.now
         hold = back + rtt() if behaviour.ping_on_release else back
         freed = env.timeout(hold)
         freed.callbacks.append(lambda _event: pool.release(connection))
         yield env.timeout(back + overhead)
-        return result, (start, acquired, at_server, finish, finish + back, env.now)
+        end = env.now
+        return [
+            (result, (start, acquired, at_server, committed, finish + back, end))
+            for result, committed in results
+        ]

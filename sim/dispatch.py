@@ -19,20 +19,57 @@ from dataclasses import dataclass
 import simpy
 
 
+class Signal:
+    """A broadcast: every process waiting on it wakes when it fires."""
+
+    def __init__(self, env: simpy.Environment):
+        self.env = env
+        self.generation = 0
+        self.event = env.event()
+        self.fired = 0
+
+    def fire(self) -> None:
+        self.generation += 1
+        self.fired += 1
+        event, self.event = self.event, self.env.event()
+        event.succeed()
+
+
 @dataclass(frozen=True, slots=True)
 class MinPollInterval:
     interval_s: float
 
-    def sleep_s(self, fetch_started_s: float, now_s: float) -> float:
-        return self.interval_s - (now_s - fetch_started_s)
+    def before_fetch(self) -> int:
+        return 0
+
+    def after_empty(self, env: simpy.Environment, started_s: float, token: int):
+        pause = self.interval_s - (env.now - started_s)
+        return env.timeout(pause) if pause > 0 else None
 
 
 @dataclass(frozen=True, slots=True)
 class SleepAfterEmpty:
     pause_s: float
 
-    def sleep_s(self, fetch_started_s: float, now_s: float) -> float:
-        return self.pause_s
+    def before_fetch(self) -> int:
+        return 0
+
+    def after_empty(self, env: simpy.Environment, started_s: float, token: int):
+        return env.timeout(self.pause_s) if self.pause_s > 0 else None
+
+
+@dataclass(frozen=True, slots=True)
+class Notify:
+    signal: Signal
+    timeout_s: float
+
+    def before_fetch(self) -> int:
+        return self.signal.generation
+
+    def after_empty(self, env: simpy.Environment, started_s: float, token: int):
+        if self.signal.generation != token:
+            return None
+        return env.any_of([self.signal.event, env.timeout(self.timeout_s)])
 
 
 class Dispatcher:
@@ -44,7 +81,7 @@ class Dispatcher:
         name: str,
         fetch: Callable[[Dispatcher], Generator],
         handle: Callable[[object, Dispatcher], Generator],
-        wakeup: MinPollInterval | SleepAfterEmpty,
+        wakeup: MinPollInterval | SleepAfterEmpty | Notify,
     ):
         self.env = env
         self.name = name
@@ -57,13 +94,15 @@ class Dispatcher:
 
     def run(self):
         env = self.env
+        wakeup = self.wakeup
         while True:
             started = env.now
+            token = wakeup.before_fetch()
             item = yield from self.fetch(self)
             if item is None:
-                pause = self.wakeup.sleep_s(started, env.now)
-                if pause > 0:
-                    yield env.timeout(pause)
+                wait = wakeup.after_empty(env, started, token)
+                if wait is not None:
+                    yield wait
                 continue
             yield from self.handle(item, self)
             self.busy_s += env.now - started

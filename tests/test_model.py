@@ -9,7 +9,8 @@ from hypothesis import strategies as st
 
 from models.client import Client
 from models.profiles import PROFILES
-from models.provider import CallLog, Instance, PostgresProvider
+from models.provider import PostgresProvider
+from models.queues import CallLog, Instance
 from models.scenario import load_table
 from models.world import simulate
 from sim.db import DbClient, PoolBehaviour
@@ -30,7 +31,7 @@ def bare_client(runtime: str):
         DbServer(1, {}),
         PoolBehaviour(prepare_round_trip=False),
     )
-    provider = PostgresProvider(db, CallLog(), "skip", 1.0, 0.0)
+    provider = PostgresProvider(env, db, CallLog(), "skip", 1.0, 0.0)
     profile = PROFILES[runtime]
     return env, provider, Client(env, provider, profile.client_check, 0.005, 0.1)
 
@@ -58,7 +59,7 @@ def test_start_is_one_call_and_the_wait_backs_off_5_10_20_ms_after_two_checks():
 
     def logged(inst, actor):
         checks.append(round(env.now, 9))
-        return (yield from original(inst, actor))
+        return original(inst, actor)
 
     provider.fetch_history = logged
 
@@ -71,7 +72,7 @@ def test_start_is_one_call_and_the_wait_backs_off_5_10_20_ms_after_two_checks():
     env.run(until=0.7)
     gaps = [round(b - a - 2 * R, 6) for a, b in zip(checks, checks[1:])]
     assert gaps[:5] == pytest.approx([0.0, 0.005, 0.010, 0.020, 0.040])
-    assert len(provider.waiting) == 1  # the start message is queued, nobody took it
+    assert len(provider.orchestrator_queue.waiting) == 1  # the start message waits, untaken
 
 
 def small_scenario(rtt_ms, fanout, o, w, pool, mode, in_flight, runtime, activity_ms, poll_ms):
