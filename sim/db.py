@@ -121,7 +121,6 @@ class DbClient:
         at_server = env.now
         back = exchange / 2.0
         overhead = self.call_overhead_s
-        reply_end = back + overhead
         results = []
         for statement, commit, begin, _ in statements:
             arrived = env.now
