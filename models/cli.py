@@ -210,13 +210,14 @@ def _parse_tolerances(values: tuple[str, ...]) -> dict[str, float] | None:
     return out or None
 
 
-def _register_measurement_commands() -> None:
-    from models.cli_measure import register
+def _register_commands() -> None:
+    from models import cli_measure, cli_whatif
 
-    register(main, InputError)
+    cli_measure.register(main, InputError)
+    cli_whatif.register(main, InputError, _load)
 
 
-_register_measurement_commands()
+_register_commands()
 
 
 def _trace_paths(paths: tuple[str, ...]) -> list[Path]:
