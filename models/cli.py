@@ -132,22 +132,54 @@ def _print_summary(s: scenarios.Scenario, out: dict) -> None:
     type=click.Path(dir_okay=False),
     help="Also write replication 0 as a durosim-trace/1 file, with one record per call.",
 )
-def run(scenario, overrides, seed, replications, as_json, trace_out):
+@click.option(
+    "--timeline",
+    type=click.Path(dir_okay=False),
+    help="Also draw one orchestration's timeline: client, slots and connections as lanes, calls "
+    "as bars (.png or .svg).",
+)
+@click.option(
+    "--trace-events",
+    type=click.Path(dir_okay=False),
+    help="Also write replication 0 as a Chrome trace event file (opens in Perfetto).",
+)
+def run(scenario, overrides, seed, replications, as_json, trace_out, timeline, trace_events):
     """Simulate SCENARIO (a TOML file) and report latency, throughput, DB calls and where the
     time goes."""
+    from models.cli_whatif import figure_path
+
+    figure_path(timeline, InputError)
+    for path in (trace_out, trace_events):
+        if path and not Path(path).resolve().parent.is_dir():
+            raise InputError(f"{path}: its folder does not exist")
     s = _load(scenario, overrides, seed, replications)
     runs = run_replications(s)
     out = summarize(s, runs)
-    if trace_out:
-        _write_simulated_trace(s, trace_out)
+    if trace_out or timeline or trace_events:
+        _write_replication_zero(s, trace_out, timeline, trace_events)
     if as_json:
         click.echo(json.dumps(out, indent=2))
     else:
         _print_summary(s, out)
 
 
-def _write_simulated_trace(s: scenarios.Scenario, path: str) -> None:
+def _write_replication_zero(s: scenarios.Scenario, trace_out, timeline, trace_events) -> None:
     result = simulate(s, 0, keep_records=True)
+    if timeline:
+        from plots.timeline import timeline as draw
+
+        first = next(r for r in result.records if r.get("type") == "orchestration"
+                     and not r["warmup"] and "status" not in r)  # fmt: skip
+        draw(result.records, first["instance"]).savefig(timeline, dpi=110)
+    if trace_events:
+        from models.chrome_trace import chrome_trace
+
+        Path(trace_events).write_text(json.dumps(chrome_trace(result.records)), encoding="utf-8")
+    if trace_out:
+        _write_simulated_trace(s, result, trace_out)
+
+
+def _write_simulated_trace(s: scenarios.Scenario, result, path: str) -> None:
     o, w = s.runtime_options, s.workload
     conditions = {
         "runtime": s.runtime,

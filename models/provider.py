@@ -98,6 +98,7 @@ class PostgresProvider:
         [(result, times)] = yield from self.db.call_many(
             ((op.statement, op.commit, op.begin, op.extra),)
         )
+        self.log.connection, self.log.released_s = self.db.last_connection, self.db.last_released_s
         return op.done(result, times)
 
     def run_together(self, ops: list[Op]):
@@ -105,6 +106,7 @@ class PostgresProvider:
         results = yield from self.db.call_many(
             tuple((op.statement, op.commit, op.begin, op.extra) for op in ops)
         )
+        self.log.connection, self.log.released_s = self.db.last_connection, self.db.last_released_s
         return [op.done(result, times) for op, (result, times) in zip(ops, results)]
 
     def _signal(self, signal: Signal) -> None:

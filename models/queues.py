@@ -151,6 +151,8 @@ class CallLog:
         self.counts: Counter[str] = Counter()
         self.measuring = False
         self.records: list[dict] | None = [] if keep_records else None
+        self.connection = -1  # set by the provider before each note
+        self.released_s = 0.0
 
     def note(self, label: str, instance: Instance | None, times: CallTimes, actor: str) -> None:
         # A call for an instance counts when the instance is measured; a call for none (an
@@ -165,6 +167,10 @@ class CallLog:
                     "instance": instance.name if instance else "",
                     "actor": actor,
                     "start_ms": round(times[0] * 1000.0, 3),
+                    "acquired_ms": round(times[1] * 1000.0, 3),
+                    "commit_ms": round(times[3] * 1000.0, 3),
                     "end_ms": round(times[5] * 1000.0, 3),
+                    "connection": self.connection,
+                    "released_ms": round(self.released_s * 1000.0, 3),
                 }
             )

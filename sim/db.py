@@ -72,6 +72,9 @@ class DbClient:
         self.server = server
         self.behaviour = behaviour
         self.call_overhead_s = call_overhead_s
+        # the connection of the call that returned last, and when it goes back to the pool
+        self.last_connection = -1
+        self.last_released_s = 0.0
 
     def call(
         self,
@@ -153,6 +156,8 @@ class DbClient:
         freed.callbacks.append(lambda _event: pool.release(connection))
         yield env.timeout(back + overhead)
         end = env.now
+        self.last_connection = connection.number
+        self.last_released_s = finish + hold
         return [
             (result, (start, acquired, at_server, committed, finish + back, end))
             for result, committed in results

@@ -208,3 +208,26 @@ def test_validate_writes_a_report_and_a_plot(cli, root, tmp_path):
     )
     assert "rtt50_f5_2x2_seq" in report.read_text()
     assert plot.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_run_draws_a_timeline_and_writes_trace_events(cli, root, tmp_path):
+    timeline, events = tmp_path / "t.png", tmp_path / "t.json"
+    result = cli(
+        "run",
+        root / "configs/lab.toml",
+        "--replications",
+        1,
+        "--timeline",
+        timeline,
+        "--trace-events",
+        events,
+    )
+    assert result.exit_code == 0, result.output
+    assert timeline.read_bytes()[:4] == b"\x89PNG"
+    trace = json.loads(events.read_text())
+    phases = {e["ph"] for e in trace["traceEvents"]}
+    assert phases == {"M", "X"}
+    names = {e["args"]["name"] for e in trace["traceEvents"] if e["name"] == "thread_name"}
+    assert {"client", "orch-0", "work-1", "connection 0", "measured"} <= names
+    assert all(e["dur"] >= 0 for e in trace["traceEvents"] if e["ph"] == "X")
+    assert cli("run", root / "configs/lab.toml", "--timeline", tmp_path / "t.gif").exit_code == 2
