@@ -247,6 +247,7 @@ def _register_commands() -> None:
 
     cli_measure.register(main, InputError)
     cli_whatif.register(main, InputError, _load)
+    cli_whatif.register_report(main, InputError, _load)
 
 
 _register_commands()

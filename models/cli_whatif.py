@@ -115,3 +115,39 @@ def register(main: click.Group, error: type[click.ClickException], load) -> None
                 f"{r['option']:<{width}}  {lat['p50']:9.1f} {lat['p95']:9.1f} "
                 f"{lat['p99']:9.1f} {r['throughput_per_s']:8.3f} {calls:7.1f}  {text}"
             )
+
+
+def register_report(main: click.Group, error: type[click.ClickException], load) -> None:
+    @main.command()
+    @click.argument("scenario", type=click.Path(dir_okay=False))
+    @click.option(
+        "--stress",
+        type=click.Path(dir_okay=False),
+        help="A stress-test scenario for the claims about the stress test's columns.",
+    )
+    @click.option(
+        "--out",
+        required=True,
+        type=click.Path(file_okay=False),
+        help="Folder for report.md and its figures.",
+    )
+    @click.option(
+        "--rtt",
+        "rtts",
+        multiple=True,
+        type=click.FloatRange(min=0.001),
+        help="RTTs to simulate each remedy at (default 150, 70 and 1 ms).",
+    )
+    @click.option("--replications", type=click.IntRange(min=2), default=6, show_default=True)
+    def report(scenario, stress, out, rtts, replications):
+        """Answer the seed analysis point by point for SCENARIO: each remedy's estimate beside its
+        simulated effect, the claims the simulation contradicts, and the figures."""
+        from models.analysis import build
+
+        base = load(scenario, (), None, None)
+        stressed = load(stress, (), None, None) if stress else None
+        try:
+            page = build(base, stressed, tuple(rtts) or (150.0, 70.0, 1.0), replications, Path(out))
+        except OSError as err:
+            raise error(f"{out}: cannot write the report ({err.strerror})") from None
+        click.echo(f"wrote {page}")
