@@ -76,7 +76,10 @@ class PostgresProvider:
         deadlock_window_s: float,
         notify: bool = False,
         stored_procedures: bool = True,
+        shared: PostgresProvider | None = None,
     ):
+        """`shared`: another node's provider whose database (queues, locks, NOTIFY channels)
+        this one uses."""
         self.env = env
         self.db = db
         self.log = log
@@ -85,10 +88,16 @@ class PostgresProvider:
         self.deadlock_window_s = deadlock_window_s
         self.notify = notify
         self.stored_procedures = stored_procedures
-        self.orchestrator_queue = OrchestratorQueue()
-        self.worker_queue = WorkerQueue()
-        self.orchestrator_signal = Signal(env)
-        self.worker_signal = Signal(env)
+        if shared is None:
+            self.orchestrator_queue = OrchestratorQueue()
+            self.worker_queue = WorkerQueue()
+            self.orchestrator_signal = Signal(env)
+            self.worker_signal = Signal(env)
+        else:
+            self.orchestrator_queue = shared.orchestrator_queue
+            self.worker_queue = shared.worker_queue
+            self.orchestrator_signal = shared.orchestrator_signal
+            self.worker_signal = shared.worker_signal
         self.failures = 0
 
     # -- running calls ------------------------------------------------------------------------
@@ -156,7 +165,7 @@ class PostgresProvider:
         if claim.blocked_until > now:
             return Blocked(claim.blocked_until)
         instance.claimed_by = None
-        return instance, self.orchestrator_queue.take_all(instance)
+        return instance, self.orchestrator_queue.take_all(instance, now)
 
     def _fetched(self, label: str, actor: str, result, times: CallTimes):
         if result is _FAILED:
@@ -264,7 +273,7 @@ class PostgresProvider:
         taken: list[list[WorkItem]] = [[]]
 
         def begin(now: float) -> tuple[str, float]:
-            taken[0] = self.worker_queue.take(limit)
+            taken[0] = self.worker_queue.take(limit, now)
             return ("fetch_work_item" if taken[0] else "fetch_work_item_empty"), now
 
         def done(items, times):

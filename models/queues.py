@@ -15,6 +15,7 @@ import simpy
 
 from models.breakdown import Path
 from sim.db import CallTimes
+from sim.stats import Level
 
 
 class Message:
@@ -81,11 +82,13 @@ class OrchestratorQueue:
     def __init__(self) -> None:
         self.waiting: dict[Instance, None] = {}  # instances with queued messages, in order
         self._numbers = 0
+        self.depth = Level()  # messages queued (time-weighted)
 
     def put(self, instance: Instance, kind: str, now: float, path: Path) -> None:
         self._numbers += 1
         instance.pending.append(Message(kind, now, path, self._numbers))
         self.waiting[instance] = None
+        self.depth.set(now, self.depth.value + 1)
 
     def oldest_unlocked(self, now: float, skip_claimed: bool) -> Instance | None:
         """The instance of the oldest message a fetch arriving now can lock."""
@@ -108,11 +111,12 @@ class OrchestratorQueue:
                 best, best_number = instance, number
         return best
 
-    def take_all(self, instance: Instance) -> list[Message]:
+    def take_all(self, instance: Instance, now: float) -> list[Message]:
         messages = instance.pending
         instance.pending = []
         instance.locked = True
         del self.waiting[instance]
+        self.depth.set(now, self.depth.value - len(messages))
         return messages
 
     def unlock(self, instance: Instance, now: float, path: Path) -> None:
@@ -127,13 +131,17 @@ class WorkerQueue:
     def __init__(self) -> None:
         self._items: list[WorkItem] = []
         self._head = 0
+        self.depth = Level()  # work items queued (time-weighted)
 
     def put(self, item: WorkItem) -> None:
         self._items.append(item)
+        self.depth.set(item.ready, len(self))
 
-    def take(self, limit: int) -> list[WorkItem]:
+    def take(self, limit: int, now: float) -> list[WorkItem]:
         taken = self._items[self._head : self._head + limit]
         self._head += len(taken)
+        if taken:
+            self.depth.set(now, len(self))
         if self._head > 64 and self._head * 2 > len(self._items):
             del self._items[: self._head]
             self._head = 0

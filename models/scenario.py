@@ -85,6 +85,10 @@ class Network:
 class Database:
     cores: int = field(default=4, metadata={"check": _at_least_one})
     cost: dict[str, Dist] = field(default_factory=_default_cost, metadata={"check": _known_costs})
+    max_connections: int = field(default=100, metadata={"check": _at_least_one})
+    """PostgreSQL's `max_connections` (default 100): a hard limit on all pools together; a pool
+    that cannot open a connection waits for one of its own (sqlx would see an error and duroxide
+    retry after its back-off)."""
     deadlock_timeout_s: float = field(default=1.0, metadata={"check": _positive})
     """PostgreSQL's `deadlock_timeout` (default 1 s): matters only for duroxide-2025-11."""
     deadlock_window_s: float = field(default=0.00075, metadata={"check": _not_negative})
@@ -127,7 +131,10 @@ class RuntimeOptions:
 
 @dataclass(frozen=True, slots=True)
 class Host:
-    """The runtime's host."""
+    """The runtime's hosts: `nodes` runtimes, each with its own dispatchers and pool, against one
+    database; clients are spread over them in turn."""
+
+    nodes: int = field(default=1, metadata={"check": _at_least_one})
 
     call_overhead_s: float | None = None
     """Client-side time per provider call; unset means the runtime profile's calibrated value."""
@@ -172,14 +179,21 @@ class Workload:
 
     fanout: int = field(default=5, metadata={"check": _at_least_one})
     activity: Dist = Const(0.0)
-    mode: Literal["sequential", "closed", "stress"] = "sequential"
+    mode: Literal["sequential", "closed", "stress", "open"] = "sequential"
     in_flight: int = field(default=1, metadata={"check": _at_least_one})
     count: int = field(default=20, metadata={"check": _at_least_one})
     """Measured orchestrations (sequential and closed modes)."""
     warmup: int = field(default=3, metadata={"check": _not_negative})
     """Orchestrations run first and left out of the statistics (sequential and closed modes)."""
     duration_s: float = field(default=10.0, metadata={"check": _positive})
-    """Stress mode: how long the pump keeps `in_flight` running before the drain."""
+    """Stress mode: how long the pump keeps `in_flight` running before the drain. Open mode: how
+    long orchestrations arrive."""
+    arrival_rate_per_s: float = field(default=1.0, metadata={"check": _positive})
+    """Open mode: Poisson arrivals at this rate."""
+    arrival_trace: str = ""
+    """Open mode: replay the start times of this trace's orchestrations instead."""
+    warmup_s: float = field(default=0.0, metadata={"check": _not_negative})
+    """Open mode: orchestrations that arrive before this are left out of the statistics."""
     wait_timeout_s: float = field(default=60.0, metadata={"check": _positive})
 
 

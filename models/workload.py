@@ -6,7 +6,9 @@
 - `stress`: duroxide's stress test (dx-cur `src/provider_stress_test/core.rs`; the lab's
   `fanout.py --mode stress`): for `duration_s` a pump launches an orchestration whenever fewer
   than `in_flight` are active (1 ms pause after a launch, 10 ms when full), then the drain checks
-  every 100 ms (at most 1200 times) until none is active; throughput = completed / total time.
+  every 100 ms (at most 1200 times) until none is active; throughput = completed / total time;
+- `open`: orchestrations arrive at given times (Poisson, or a trace's start times replayed),
+  whatever is in flight; those arriving before `warmup_s` are left out of the statistics.
 In sequential and closed modes the first `warmup` orchestrations are left out of the statistics;
 the measured window runs from the first measured start to the last measured end.
 """
@@ -31,14 +33,17 @@ class Driver:
     def __init__(
         self,
         env: simpy.Environment,
-        client: Client,
+        clients: list[Client],
         log: CallLog,
         spec: Workload,
         on_done: Callable[[Instance, float, list[float] | None], None],
         on_measure_start: Callable[[], None],
+        arrivals_s: list[float] | None = None,
     ):
+        """`clients`: one per runtime node; orchestration n goes through clients[n % nodes]."""
         self.env = env
-        self.client = client
+        self.clients = clients
+        self.arrivals_s = arrivals_s
         self.log = log
         self.spec = spec
         self.on_done = on_done
@@ -56,6 +61,8 @@ class Driver:
         """Generator: the whole workload; returns when it is over."""
         if self.spec.mode == "stress":
             yield from self.stress()
+        elif self.spec.mode == "open":
+            yield from self.open()
         else:
             loops = 1 if self.spec.mode == "sequential" else self.spec.in_flight
             yield self.env.all_of([self.env.process(self.client_loop()) for _ in range(loops)])
@@ -63,10 +70,13 @@ class Driver:
     def orchestration(self, number: int, measured: bool):
         env = self.env
         instance = Instance(f"i-{number}", number, env.now, measured)
+        client = self.clients[number % len(self.clients)]
         self.active += 1
-        yield from self.client.start(instance)
-        path = yield from self.client.wait(instance, self.spec.wait_timeout_s)
+        yield from client.start(instance)
+        path = yield from client.wait(instance, self.spec.wait_timeout_s)
         self.active -= 1
+        if measured and self.spec.mode == "open":
+            self.window_end_s = env.now
         if path is None:
             self.failed += 1
         else:
@@ -112,4 +122,22 @@ class Driver:
             checks += 1
         self.total_s = env.now - began
         self.window_end_s = env.now
+        self.log.measuring = False
+
+    def open(self):
+        env = self.env
+        began = env.now
+        for at in self.arrivals_s or ():
+            if began + at > env.now:
+                yield env.timeout(began + at - env.now)
+            number = self.launched
+            self.launched += 1
+            measured = at >= self.spec.warmup_s
+            if measured and self.window_start_s is None:
+                self.window_start_s = env.now
+                self.log.measuring = True
+                self.on_measure_start()
+            env.process(self.orchestration(number, measured))
+        while self.active > 0:
+            yield env.timeout(DRAIN_CHECK_S)
         self.log.measuring = False

@@ -17,9 +17,10 @@ from models.scenario import Scenario
 from models.workload import Driver
 from sim.db import DbClient, PoolBehaviour
 from sim.network import Link
-from sim.pool import Pool
+from sim.pool import ConnectionLimit, Pool
 from sim.rng import Streams
 from sim.server import DbServer
+from sim.trace import read_trace
 
 
 @dataclass(slots=True)
@@ -44,6 +45,11 @@ class RunResult:
     simulated_s: float
     events: int
     records: list[dict] = field(default_factory=list)
+    orchestrator_queue_mean: float = 0.0
+    worker_queue_mean: float = 0.0
+    orchestration_slot_utilisation: float = 0.0
+    worker_slot_utilisation: float = 0.0
+    connections_open: int = 0
 
     @property
     def calls_per_orchestration(self) -> dict[str, float]:
@@ -90,64 +96,103 @@ class _CountingEnvironment(simpy.Environment):
         super().step()
 
 
+def arrival_times(scenario: Scenario, streams: Streams) -> list[float] | None:
+    """Open mode: Poisson arrivals for `duration_s`, or a trace's start times replayed."""
+    workload = scenario.workload
+    if workload.mode != "open":
+        return None
+    if workload.arrival_trace:
+        starts = sorted(o.start_ms for o in read_trace(workload.arrival_trace).orchestrations)
+        return [(t - starts[0]) / 1000.0 for t in starts]
+    rng = streams["workload.arrivals"]
+    times, t = [], 0.0
+    while True:
+        t += rng.exponential(1.0 / workload.arrival_rate_per_s)
+        if t >= workload.duration_s:
+            return times
+        times.append(t)
+
+
 def simulate(scenario: Scenario, replication: int = 0, keep_records: bool = False) -> RunResult:
     env = _CountingEnvironment() if keep_records else simpy.Environment()
     streams = Streams(scenario.seed, replication)
     profile = scenario.profile
-    link = Link(scenario.network.rtt, streams["network.rtt"])
+    design = scenario.design
+    options = scenario.runtime_options
     server = DbServer(scenario.database.cores, scenario.database.cost, streams["database.cost"])
-    pool = Pool(env, scenario.pool.size, scenario.pool.min_connections)
+    limit = ConnectionLimit(scenario.database.max_connections)
     behaviour = PoolBehaviour(
         # pipelining sends the ping with the statement: it costs no round trip of its own
-        ping_on_acquire=scenario.pool.ping_on_acquire and not scenario.design.pipelining,
+        ping_on_acquire=scenario.pool.ping_on_acquire and not design.pipelining,
         ping_on_release=scenario.pool.ping_on_release,
         connect_round_trips=scenario.pool.connect_round_trips,
         prepare_round_trip=scenario.pool.prepare_round_trip,
     )
-    db = DbClient(env, link, pool, server, behaviour, scenario.call_overhead_s)
     log = CallLog(keep_records)
-    design = scenario.design
-    provider = PostgresProvider(
-        env,
-        db,
-        log,
-        profile.fetch_contention,
-        scenario.database.deadlock_timeout_s,
-        scenario.database.deadlock_window_s,
-        notify=design.long_poll,
-        stored_procedures=design.stored_procedures,
-    )
-    options = scenario.runtime_options
-    Runtime(
-        env,
-        provider,
-        profile,
-        options.orchestration_concurrency,
-        options.worker_concurrency,
-        options.dispatcher_poll_interval_s,
-        scenario.workload.fanout,
-        scenario.workload.activity.sampler(streams["workload.activity"]),
-        design,
-    )
-    client = Client(
-        env,
-        provider,
-        profile.client_check,
-        scenario.client.initial_poll_delay_s,
-        scenario.client.max_poll_delay_s,
-        pipelined=design.pipelining,
-        notified_over=link if design.client_notified else None,
-    )
+    activity = scenario.workload.activity.sampler(streams["workload.activity"])
+    pools, clients, runtimes = [], [], []
+    primary: PostgresProvider | None = None
+    for node in range(scenario.host.nodes):
+        link = Link(scenario.network.rtt, streams["network.rtt" + (f".node{node}" if node else "")])
+        pool = Pool(env, scenario.pool.size, scenario.pool.min_connections, limit)
+        db = DbClient(env, link, pool, server, behaviour, scenario.call_overhead_s)
+        provider = PostgresProvider(
+            env,
+            db,
+            log,
+            profile.fetch_contention,
+            scenario.database.deadlock_timeout_s,
+            scenario.database.deadlock_window_s,
+            notify=design.long_poll,
+            stored_procedures=design.stored_procedures,
+            shared=primary,
+        )
+        primary = primary or provider
+        runtimes.append(
+            Runtime(
+                env,
+                provider,
+                profile,
+                options.orchestration_concurrency,
+                options.worker_concurrency,
+                options.dispatcher_poll_interval_s,
+                scenario.workload.fanout,
+                activity,
+                design,
+            )
+        )
+        clients.append(
+            Client(
+                env,
+                provider,
+                profile.client_check,
+                scenario.client.initial_poll_delay_s,
+                scenario.client.max_poll_delay_s,
+                pipelined=design.pipelining,
+                notified_over=link if design.client_notified else None,
+            )
+        )
+        pools.append(pool)
+    orchestrators = [slot for r in runtimes for slot in r.orchestrators]
+    workers = [slot for r in runtimes for slot in r.workers]
+    queues = (primary.orchestrator_queue.depth, primary.worker_queue.depth)
     collector = _Collector(keep_records)
-    measure_from = [0.0, 0.0]  # time, server busy seconds
+    at_start: dict[str, float] = {}
 
     def measure_start() -> None:
-        pool.occupancy.reset(env.now)
-        pool.queue.reset(env.now)
-        measure_from[0] = env.now
-        measure_from[1] = server.busy_s
+        for level in (*queues, *(p.occupancy for p in pools), *(p.queue for p in pools)):
+            level.reset(env.now)
+        at_start.update(
+            time=env.now,
+            server=server.busy_s,
+            orchestrators=sum(d.busy_s for d in orchestrators),
+            workers=sum(d.busy_s for d in workers),
+        )
 
-    driver = Driver(env, client, log, scenario.workload, collector.done, measure_start)
+    driver = Driver(
+        env, clients, log, scenario.workload, collector.done, measure_start,
+        arrival_times(scenario, streams),
+    )  # fmt: skip
     env.run(until=env.process(driver.run()))
 
     start = driver.window_start_s or 0.0
@@ -158,7 +203,10 @@ def simulate(scenario: Scenario, replication: int = 0, keep_records: bool = Fals
         throughput = driver.completed / driver.total_s if driver.total_s else 0.0
     else:
         throughput = measured / window if window > 0 else math.nan
-    busy = server.busy_s - measure_from[1]
+
+    def utilisation(busy: float, servers: int) -> float:
+        return busy / (servers * window) if window > 0 else 0.0
+
     records = []
     if keep_records:
         records = sorted(
@@ -177,10 +225,18 @@ def simulate(scenario: Scenario, replication: int = 0, keep_records: bool = Fals
         throughput_per_s=throughput,
         window_s=window,
         total_s=driver.total_s,
-        pool_in_use_mean=pool.occupancy.mean(end),
-        pool_waiting_mean=pool.queue.mean(end),
-        server_utilisation=busy / (server.cores * window) if window > 0 else 0.0,
+        pool_in_use_mean=sum(p.occupancy.mean(end) for p in pools) / len(pools),
+        pool_waiting_mean=sum(p.queue.mean(end) for p in pools),
+        server_utilisation=utilisation(server.busy_s - at_start.get("server", 0.0), server.cores),
         simulated_s=env.now,
         events=getattr(env, "events", 0),
         records=records,
-    )
+        orchestrator_queue_mean=queues[0].mean(end),
+        worker_queue_mean=queues[1].mean(end),
+        orchestration_slot_utilisation=min(1.0, utilisation(
+            sum(d.busy_s for d in orchestrators) - at_start.get("orchestrators", 0.0),
+            len(orchestrators))),
+        worker_slot_utilisation=min(1.0, utilisation(
+            sum(d.busy_s for d in workers) - at_start.get("workers", 0.0), len(workers))),
+        connections_open=limit.open,
+    )  # fmt: skip

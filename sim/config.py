@@ -53,7 +53,7 @@ def toml_keys(cls: type) -> dict[str, str]:
         if _is_dist(tp):
             keys[f.name] = f.name
             keys[f.name + "_ms"] = f.name
-        elif f.name.endswith("_s") and tp is float:
+        elif f.name.endswith("_s") and not f.name.endswith("_per_s") and tp is float:
             keys[f.name[:-2] + "_ms"] = f.name
             keys[f.name] = f.name
         else:

@@ -103,10 +103,11 @@ class DbClient:
         behaviour = self.behaviour
         rtt = self.link.rtt
         start = env.now
-        if pool.in_use < pool.size:
-            connection, fresh = pool._take()
-        else:
+        taken = pool.try_take()
+        if taken is None:
             connection, fresh = yield from pool.acquire()
+        else:
+            connection, fresh = taken
         acquired = env.now
         before = 0.0
         if fresh:

@@ -6,7 +6,8 @@ idle connections in a FIFO queue), otherwise the pool opens a new one for it. A 
 connection goes straight to the longest waiting caller, or back to the idle queue. What a caller
 does with the connection (pings, statements) is the caller's business: see `sim.db`.
 Left out: idle timeout and max lifetime (10 and 30 minutes in sqlx, beyond any run here), and the
-acquire timeout (30 s), which the runs here never reach.
+acquire timeout (30 s), which the runs here never reach. A pool that may not open another
+connection (the server's `ConnectionLimit`) makes its caller wait for one of its own.
 """
 
 from __future__ import annotations
@@ -26,23 +27,53 @@ class Connection:
         self.prepared: set[str] = set()
 
 
+class ConnectionLimit:
+    """The server's limit on connections from all pools (PostgreSQL's `max_connections`)."""
+
+    def __init__(self, maximum: int):
+        self.maximum = maximum
+        self.open = 0
+
+    def try_open(self) -> bool:
+        if self.open >= self.maximum:
+            return False
+        self.open += 1
+        return True
+
+
 class Pool:
-    def __init__(self, env: simpy.Environment, size: int, min_connections: int = 1):
+    def __init__(
+        self,
+        env: simpy.Environment,
+        size: int,
+        min_connections: int = 1,
+        limit: ConnectionLimit | None = None,
+    ):
         if size < 1:
             raise ValueError("a pool needs at least one connection")
         self.env = env
         self.size = size
-        self.opened = min(min_connections, size)
+        self.limit = limit if limit is not None else ConnectionLimit(size)
+        self.opened = 0
+        while self.opened < min(min_connections, size) and self.limit.try_open():
+            self.opened += 1
         self.idle: deque[Connection] = deque(Connection(i) for i in range(self.opened))
         self.in_use = 0
         self.waiters: deque[simpy.Event] = deque()
         self.occupancy = Level()
         self.queue = Level()
 
+    def try_take(self) -> tuple[Connection, bool] | None:
+        """A connection at once if there is a permit and an idle or openable connection."""
+        if self.in_use < self.size and (self.idle or self.limit.try_open()):
+            return self._take()
+        return None
+
     def acquire(self):
         """Generator: wait for a permit; return (connection, newly_opened)."""
-        if self.in_use < self.size:
-            return self._take()
+        taken = self.try_take()
+        if taken is not None:
+            return taken
         ready = self.env.event()
         self.waiters.append(ready)
         self.queue.set(self.env.now, len(self.waiters))
@@ -50,6 +81,7 @@ class Pool:
         return connection, False
 
     def _take(self) -> tuple[Connection, bool]:
+        """Hand out an idle connection, or a new one (the caller has checked the limit)."""
         self.in_use += 1
         self.occupancy.set(self.env.now, self.in_use)
         if self.idle:

@@ -6,7 +6,7 @@ import simpy
 from sim.db import DbClient, PoolBehaviour
 from sim.dist import Const
 from sim.network import Link
-from sim.pool import Pool
+from sim.pool import ConnectionLimit, Pool
 from sim.server import DbServer
 
 R = 0.050  # seconds
@@ -104,13 +104,13 @@ def test_first_use_of_a_statement_on_a_connection_costs_a_parse_round_trip():
 def test_idle_connections_are_handed_out_longest_idle_first():
     env = simpy.Environment()
     pool = Pool(env, 3, min_connections=3)
-    first, _ = pool._take()
-    second, _ = pool._take()
+    first, _ = pool.try_take()
+    second, _ = pool.try_take()
     pool.release(second)
     pool.release(first)
-    again, fresh = pool._take()
+    again, fresh = pool.try_take()
     assert (again.number, fresh) == (2, False)  # connection 2 was idle all along
-    assert pool._take()[0].number == 1
+    assert pool.try_take()[0].number == 1
 
 
 def test_waiters_are_served_first_come_first_served():
@@ -121,6 +121,17 @@ def test_waiters_are_served_first_come_first_served():
     env.run()
     assert [name for name, _, _ in log] == list("abcd")
     assert [t for _, t, _ in log] == pytest.approx([2 * R, 4 * R, 6 * R, 8 * R])
+
+
+def test_the_connection_limit_caps_pools_together():
+    env = simpy.Environment()
+    limit = ConnectionLimit(3)
+    a, b = Pool(env, 10, 1, limit), Pool(env, 10, 1, limit)
+    assert limit.open == 2
+    assert a.try_take()[1] is False  # the idle one
+    assert a.try_take()[1] is True  # a new one: the third
+    assert a.try_take() is None and b.try_take()[1] is False
+    assert b.try_take() is None
 
 
 def test_server_cores_serve_statements_first_come_first_served():

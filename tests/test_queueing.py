@@ -49,10 +49,7 @@ def pool_waits(c: int, lam: float, mu: float, seed: int) -> list[float]:
 
     def customer():
         asked = env.now
-        if pool.in_use < pool.size:
-            connection, _ = pool._take()
-        else:
-            connection, _ = yield from pool.acquire()
+        connection, _ = yield from pool.acquire()
         waits.append(env.now - asked)
         yield env.timeout(service.exponential(1.0 / mu))
         pool.release(connection)
