@@ -56,6 +56,8 @@ class Driver:
         self.total_s: float | None = None
         self.completed = 0
         self.failed = 0
+        self.open_began: float | None = None
+        self.completed_in_window = 0
 
     def run(self):
         """Generator: the whole workload; returns when it is over."""
@@ -71,12 +73,14 @@ class Driver:
         env = self.env
         instance = Instance(f"i-{number}", number, env.now, measured)
         client = self.clients[number % len(self.clients)]
-        self.active += 1
         yield from client.start(instance)
         path = yield from client.wait(instance, self.spec.wait_timeout_s)
         self.active -= 1
         if measured and self.spec.mode == "open":
             self.window_end_s = env.now
+        if path is not None and self.open_began is not None:
+            if self.spec.warmup_s <= env.now - self.open_began <= self.spec.duration_s:
+                self.completed_in_window += 1
         if path is None:
             self.failed += 1
         else:
@@ -94,6 +98,7 @@ class Driver:
                 self.window_start_s = self.env.now
                 self.log.measuring = True
                 self.on_measure_start()
+            self.active += 1
             yield from self.orchestration(number, measured)
             if measured:
                 self.measured_done += 1
@@ -114,6 +119,7 @@ class Driver:
                 continue
             number = self.launched
             self.launched += 1
+            self.active += 1  # counted now: the process starts after this step
             env.process(self.orchestration(number, True))
             yield env.timeout(LAUNCH_PAUSE_S)
         checks = 0
@@ -126,7 +132,7 @@ class Driver:
 
     def open(self):
         env = self.env
-        began = env.now
+        began = self.open_began = env.now
         for at in self.arrivals_s or ():
             if began + at > env.now:
                 yield env.timeout(began + at - env.now)
@@ -137,6 +143,7 @@ class Driver:
                 self.window_start_s = env.now
                 self.log.measuring = True
                 self.on_measure_start()
+            self.active += 1  # counted now: the process starts after this step
             env.process(self.orchestration(number, measured))
         while self.active > 0:
             yield env.timeout(DRAIN_CHECK_S)

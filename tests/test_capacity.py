@@ -1,0 +1,109 @@
+"""Open-loop load, several nodes, max_connections, and the capacity search."""
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from models.capacity import capacity, knee, parse_slo
+from models.cli import main
+from models.scenario import load_table
+from models.world import arrival_times, simulate
+from sim.config import ConfigError
+from sim.rng import Streams
+
+
+def open_scenario(*extra):
+    return load_table(
+        {},
+        ['workload.mode="open"', "workload.duration_s=60", "workload.warmup_s=10",
+         "network.rtt_ms=10", *extra],
+    )  # fmt: skip
+
+
+def test_poisson_arrivals_come_at_the_rate():
+    s = open_scenario("workload.arrival_rate_per_s=50", "workload.duration_s=200")
+    times = arrival_times(s, Streams(1))
+    assert len(times) == pytest.approx(50 * 200, rel=0.03)
+    assert times == sorted(times) and times[-1] < 200
+    assert arrival_times(s, Streams(1)) == times  # common random numbers
+
+
+def test_open_load_below_capacity_is_served_at_its_rate():
+    r = simulate(open_scenario("workload.arrival_rate_per_s=1"), 0)
+    assert r.failed == 0
+    assert r.throughput_per_s == pytest.approx(1.0, rel=0.2)
+    assert r.measured >= 35
+
+
+def test_arrivals_replay_a_trace(root):
+    trace = root / "traces/lab/rtt50_f5_2x2_seq.jsonl"
+    s = open_scenario(f'workload.arrival_trace="{trace}"')
+    times = arrival_times(s, Streams(1))
+    assert len(times) == 23 and times[0] == 0.0
+    assert times[3] == pytest.approx(5.720635)
+    assert simulate(s, 0).completed == 23
+
+
+@pytest.mark.parametrize("nodes, limit", [(2, 100), (3, 12)])
+def test_nodes_share_one_database_within_max_connections(nodes, limit):
+    s = open_scenario("workload.arrival_rate_per_s=2", f"host.nodes={nodes}",
+                      f"database.max_connections={limit}")  # fmt: skip
+    r = simulate(s, 0)
+    assert r.failed == 0 and r.measured > 50
+    assert r.connections_open <= min(limit, nodes * 10)
+    assert r.calls_per_orchestration["ack_work_item"] == 5
+    assert 0 <= r.worker_slot_utilisation <= 1 and 0 <= r.orchestration_slot_utilisation <= 1
+
+
+def test_more_nodes_take_more_load():
+    one = simulate(open_scenario("workload.arrival_rate_per_s=4"), 0)
+    two = simulate(open_scenario("workload.arrival_rate_per_s=4", "host.nodes=2"), 0)
+    assert sum(two.latencies_s) / len(two.latencies_s) < sum(one.latencies_s) / len(one.latencies_s)
+
+
+@pytest.mark.parametrize(
+    "text, metric, limit_ms",
+    [("p95<2s", "p95", 2000.0), ("p99 < 500ms", "p99", 500.0), ("mean<=1.5s", "mean", 1500.0)],
+)
+def test_slo_parsing(text, metric, limit_ms):
+    objective = parse_slo(text)
+    assert (objective.metric, objective.limit_ms) == (metric, limit_ms)
+
+
+@pytest.mark.parametrize("text", ["p95", "p95<2", "p42<2s", "fast"])
+def test_bad_slos(text):
+    with pytest.raises(ConfigError, match="expected METRIC<VALUE"):
+        parse_slo(text)
+
+
+def test_knee_of_a_hockey_stick():
+    curve = [(1, 100), (2, 101), (3, 103), (4, 110), (4.2, 400), (4.3, 2000)]
+    points = [{"throughput_per_s": x, "latency_ms": {"p95": y}} for x, y in curve]
+    assert knee(points)["throughput_per_s"] in (4, 4.2)
+
+
+def test_capacity_search_brackets_the_objective():
+    s = load_table({}, ["network.rtt_ms=20"])
+    result = capacity(s, parse_slo("p95<2s"), replications=1, duration_s=30, warmup_s=5)
+    best = result["max_rate_per_s"]
+    assert best is not None and result["at_max"]["met"]
+    assert result["at_max"]["latency_ms"]["p95"] < 2000
+    higher = [p for p in result["points"] if p["rate_per_s"] > best]
+    assert higher and not higher[0]["met"]
+    assert result["saturates_first"] in result["at_max"]["utilisation"]
+
+
+def test_capacity_cli(root, tmp_path):
+    runner = CliRunner()
+    plot = tmp_path / "c.png"
+    result = runner.invoke(main, ["capacity", str(root / "configs/lab.toml"), "--slo", "p95<2s",
+                                  "--set", "network.rtt_ms=20", "--duration-s", "20",
+                                  "--warmup-s", "5", "--replications", "1", "--json",
+                                  "--plot", str(plot)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    assert out["max_rate_per_s"] > 0 and out["saturates_first"]
+    assert plot.read_bytes()[:4] == b"\x89PNG"
+    bad = runner.invoke(main, ["capacity", str(root / "configs/lab.toml"), "--slo", "quick"])
+    assert bad.exit_code == 2 and len(bad.output.strip().splitlines()) == 1
