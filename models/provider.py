@@ -178,28 +178,31 @@ class PostgresProvider:
         self.log.note(label, result[0], times, actor)
         return result, times
 
-    def fetch_orchestration_item(self, actor: str) -> Op:
-        """((instance, messages) or None, times); FetchFailed for a deadlock victim."""
+    def _claiming_op(self, label: str, actor: str, after_take: Callable) -> Op:
+        """A call that claims the instance with the oldest message, takes its messages at
+        commit and hands them to `after_take(taken, times)`."""
         claim = Claim()
         victim_of: list[Claim | None] = [None]
 
         def commit(times: CallTimes):
             taken = self._take_claimed(claim, victim_of, times[3])
-            if self.stored_procedures or taken is None or taken is _FAILED:
+            if taken is None or taken is _FAILED or isinstance(taken, Blocked):
                 return taken
-            if isinstance(taken, Blocked):
+            return after_take(taken, times)
+
+        begin = self._claiming_begin(claim, victim_of, "fetch_orchestration_item_empty", label)
+        return Op(label, commit, lambda result, times: self._fetched(label, actor, result, times),
+                  begin)  # fmt: skip
+
+    def fetch_orchestration_item(self, actor: str) -> Op:
+        """((instance, messages) or None, times); FetchFailed for a deadlock victim."""
+
+        def after_take(taken, times):
+            if self.stored_procedures:
                 return taken
             return FollowUp(PRE_PROCEDURE_FETCH_STATEMENTS - 1, taken)
 
-        begin = self._claiming_begin(
-            claim, victim_of, "fetch_orchestration_item_empty", "fetch_orchestration_item"
-        )
-        return Op(
-            "fetch_orchestration_item",
-            commit,
-            lambda result, times: self._fetched("fetch_orchestration_item", actor, result, times),
-            begin,
-        )
+        return self._claiming_op("fetch_orchestration_item", actor, after_take)
 
     def _ack_effects(
         self, instance: Instance, items: int, completes: bool, now: float, path: Path
@@ -244,27 +247,14 @@ class PostgresProvider:
     ) -> Op:
         """A whole turn inside the database (a what-if): take the messages, run the turn, write
         it and unlock, in one call. `turn` returns (items, completes, path at commit)."""
-        claim = Claim()
-        victim_of: list[Claim | None] = [None]
 
-        def commit(times: CallTimes):
-            taken = self._take_claimed(claim, victim_of, times[3])
-            if taken is None or taken is _FAILED or isinstance(taken, Blocked):
-                return taken
+        def after_take(taken, times):
             instance, messages = taken
             items, completes, path = turn(instance, messages, times)
             self._ack_effects(instance, items, completes, times[3], path)
-            return instance, messages
+            return taken
 
-        begin = self._claiming_begin(
-            claim, victim_of, "fetch_orchestration_item_empty", "orchestration_turn"
-        )
-        return Op(
-            "orchestration_turn",
-            commit,
-            lambda result, times: self._fetched("orchestration_turn", actor, result, times),
-            begin,
-        )
+        return self._claiming_op("orchestration_turn", actor, after_take)
 
     # -- the worker queue ---------------------------------------------------------------------
 
