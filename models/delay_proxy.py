@@ -35,7 +35,6 @@ from pathlib import Path
 # Sleep until this long before a deadline, then finish with short yielding spins: select()
 # overshoots by the kernel's timer slack plus a wake-up (50-200 us on a loaded 2-core VM).
 SPIN_S = 0.0003
-READ_LIMIT = 256 * 1024
 
 
 class _Leg(asyncio.Protocol):

@@ -48,6 +48,7 @@ _TEXT_LINE = re.compile(
 )
 _BARE_ELAPSED = re.compile(r"elapsed=([0-9.]+(?:ns|µs|us|ms|s))\b")
 _SLOT = re.compile(r"^(orch|work)-(\d+)-")
+_SCHEMA_STATEMENTS = ("CREATE", "ALTER", "DROP", "DO ", "COMMENT", "GRANT", "INSERT INTO _")
 
 
 class IngestError(ValueError):
@@ -179,6 +180,8 @@ def _event(data: LogData, target: str, fields: dict, end_s: float | None) -> str
     """Take one event; return why it was skipped, or None when it was used."""
     if target.startswith("sqlx::query"):
         summary = str(fields.get("summary", "")) + " " + str(fields.get("db.statement", ""))
+        if summary.lstrip().upper().startswith(_SCHEMA_STATEMENTS):
+            return "schema statement (migration)"
         match = _PROCEDURE.search(summary)
         if not match:
             return "statement of no provider operation"

@@ -45,6 +45,7 @@ from sim.trace import FORMAT
 RUNTIME = "duroxide-0.2"
 WAIT_TIMEOUT_MS = 120_000
 SHUTDOWN_TIMEOUT_MS = 5_000
+SETTLE_S = 0.05
 RTT_SAMPLES = 20
 CALLS_RUST_LOG = "warn,duroxide_pg=debug,sqlx::query=debug,duroxide::runtime=debug"
 MODES = ("sequential", "closed", "stress")
@@ -428,14 +429,22 @@ def _drop_schema(dsn: str, schema: str) -> None:
         )
 
 
-@contextmanager
-def _runtime(duroxide, dsn: str, schema: str, plan: Plan) -> Iterator[object]:
-    """The runtime and a client on one provider (as fanout.py has them); yields the client and
-    shuts the runtime down on exit."""
+def _connect(duroxide, dsn: str, schema: str):
     try:
-        provider = duroxide.PostgresProvider.connect_with_schema(dsn, schema)
+        return duroxide.PostgresProvider.connect_with_schema(dsn, schema)
     except Exception as err:
         raise _error(f"duroxide cannot connect to {_redact(dsn)}: {_first_line(err)}") from None
+
+
+@contextmanager
+def _runtime(duroxide, server_dsn: str, path_dsn: str, schema: str, plan: Plan) -> Iterator:
+    """The runtime and a client on one provider reached through `path_dsn` (as fanout.py has
+    them); yields the client and shuts the runtime down on exit."""
+    if path_dsn != server_dsn:
+        # Migrate straight to the server first (the provider is dropped at once), as the lab's
+        # sweep.sh did: through the proxy the migrations take ~200 round trips (10 s at 50 ms).
+        _connect(duroxide, server_dsn, schema)
+    provider = _connect(duroxide, path_dsn, schema)
     options = duroxide.RuntimeOptions(
         orchestration_concurrency=plan.orchestration_concurrency,
         worker_concurrency=plan.worker_concurrency,
@@ -473,17 +482,17 @@ def _runtime(duroxide, dsn: str, schema: str, plan: Plan) -> Iterator[object]:
     try:
         yield duroxide.Client(provider)
     finally:
-        t = time.perf_counter()
         runtime.shutdown(SHUTDOWN_TIMEOUT_MS)
-        print("shutdown took", time.perf_counter() - t, file=sys.stderr)
-        time.sleep(float(os.environ.get("XSLEEP", "0")))
-        print("slept", file=sys.stderr)
         starter.join(timeout=SHUTDOWN_TIMEOUT_MS / 1000.0)
+        # The shutdown returns at once; the pool then checks the connections the dispatchers
+        # let go (one round trip each). Stopping the proxy under those checks makes sqlx warn.
+        time.sleep(SETTLE_S + 2 * plan.rtt_nominal_ms / 1000.0)
 
 
 def _call_records(log_path: Path, t0_wall: float) -> list[dict]:
-    """One `call` record per provider statement in duroxide's debug log, moved onto the trace's
-    clock (ms from the first orchestration's start)."""
+    """One `call` record per provider statement in duroxide's debug log from the first
+    orchestration's start on, on the trace's clock. Earlier lines are the schema's migrations
+    (whose DDL names the procedures) and the dispatchers' first idle polls."""
     from models.ingest import IngestError, read_duroxide_log
 
     try:
@@ -496,14 +505,12 @@ def _call_records(log_path: Path, t0_wall: float) -> list[dict]:
     # LogData.calls counts from its first statement's start, an absolute wall-clock time.
     origin_s = min(s.end_s - s.elapsed_ms / 1000.0 for s in timed)
     shift_ms = (origin_s - t0_wall) * 1000.0
-    return [
-        dict(
-            call,
-            start_ms=round(call["start_ms"] + shift_ms, 3),
-            end_ms=round(call["end_ms"] + shift_ms, 3),
-        )
-        for call in data.calls
-    ]
+    out = []
+    for call in data.calls:
+        start_ms = round(call["start_ms"] + shift_ms, 3)
+        if start_ms >= 0:
+            out.append(dict(call, start_ms=start_ms, end_ms=round(call["end_ms"] + shift_ms, 3)))
+    return out
 
 
 def _source(plan: Plan, server: str, where: str, calls: bool) -> str:
@@ -705,7 +712,7 @@ def record(**options):
                     raise _error(f"--calls: {_first_line(err)} (once per process)") from None
             length = plan.warmup + (100 if plan.mode == "stress" else plan.count)
             with (
-                _runtime(duroxide, path_dsn, schema, plan) as client,
+                _runtime(duroxide, server_dsn, path_dsn, schema, plan) as client,
                 Progress(length, f"recording {plan.mode}") as progress,
             ):
                 driver = Driver(client, plan, writer, progress)
@@ -718,7 +725,7 @@ def record(**options):
             raise _error(
                 f"interrupted; {out} keeps the {kept} records written so far", 130
             ) from None
-        except ClusterError as err:
+        except (ClusterError, OSError) as err:
             raise _error(str(err)) from None
         except Failed as err:
             kept = writer.written if writer else 0
