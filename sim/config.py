@@ -16,6 +16,7 @@ Defaults live only in the dataclasses.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import tomllib
 import types
 import typing
@@ -44,10 +45,16 @@ def _strip_optional(tp: object) -> tuple[object, bool]:
     return tp, False
 
 
+@functools.cache
+def _hints(cls: type) -> dict[str, object]:
+    return typing.get_type_hints(cls)
+
+
+@functools.cache
 def toml_keys(cls: type) -> dict[str, str]:
     """TOML key -> field name, for one dataclass."""
     keys: dict[str, str] = {}
-    hints = typing.get_type_hints(cls)
+    hints = _hints(cls)
     for f in dataclasses.fields(cls):
         tp, _ = _strip_optional(hints[f.name])
         if _is_dist(tp):
@@ -117,7 +124,7 @@ def _convert(value: object, tp: object, where: str, key: str) -> object:
 
 def from_table(cls: type, table: dict, where: str = "") -> object:
     """Build a dataclass from a TOML table, strictly."""
-    hints = typing.get_type_hints(cls)
+    hints = _hints(cls)
     keys = toml_keys(cls)
     kwargs: dict[str, object] = {}
     seen: dict[str, str] = {}

@@ -1,0 +1,46 @@
+"""`durosim bench --quick`: a smoke test of the benchmark; its numbers belong in a report, not in
+a timed test."""
+
+import json
+
+import click
+from click.testing import CliRunner
+
+from models.cli import InputError, _load
+from models.cli import main as durosim
+
+
+def _command_group() -> click.Group:
+    if "bench" in durosim.commands:
+        return durosim
+    from models.cli_capacity import register_bench
+
+    group = click.Group()
+    register_bench(group, InputError, _load)
+    return group
+
+
+def test_quick_bench_reports_every_measurement_with_its_target():
+    result = CliRunner().invoke(_command_group(), ["bench", "--quick", "--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    for key in ("model_events_per_s", "simpy_events_per_s", "azure_152ms_stress_s"):
+        assert out[key] > 0
+    assert out["model_to_simpy_ratio"] > 0
+    assert out["scaling"]["small_peak_bytes"] > 0 and out["scaling"]["large_peak_bytes"] > 0
+    assert out["sweep"]["speedup"] > 0
+    assert set(out["targets"]) == {
+        "model_to_simpy_ratio",
+        "azure_152ms_stress_s",
+        "scaling_time_ratio",
+        "scaling_memory_bytes_per_orchestration",
+        "sweep_speedup",
+    }
+    assert all(isinstance(t["met"], bool) for t in out["targets"].values())
+
+
+def test_bench_prints_a_table():
+    result = CliRunner().invoke(_command_group(), ["bench", "--quick"])
+    assert result.exit_code == 0, result.output
+    for text in ("raw SimPy", "model / raw SimPy", "azure-152ms stress", "speed-up", "target"):
+        assert text in result.stdout
