@@ -112,6 +112,12 @@ def _print_summary(s: scenarios.Scenario, out: dict) -> None:
         f"{out['pool_waiting_mean']:.2f} callers waiting; "
         f"database cores {out['server_utilisation'] * 100:.1f}% busy"
     )
+    echo(
+        f"slots busy: orchestration {out['orchestration_slot_utilisation'] * 100:.0f}%, "
+        f"worker {out['worker_slot_utilisation'] * 100:.0f}%; queued on average: "
+        f"{out['orchestrator_queue_mean']:.2f} orchestrator messages, "
+        f"{out['worker_queue_mean']:.2f} work items"
+    )
 
 
 @main.command()

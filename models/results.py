@@ -72,6 +72,16 @@ def summarize(scenario: Scenario, runs: list[RunResult]) -> dict:
         "pool_in_use_mean": round(sum(r.pool_in_use_mean for r in runs) / len(runs), 3),
         "pool_waiting_mean": round(sum(r.pool_waiting_mean for r in runs) / len(runs), 3),
         "server_utilisation": round(sum(r.server_utilisation for r in runs) / len(runs), 4),
+        "orchestrator_queue_mean": round(
+            sum(r.orchestrator_queue_mean for r in runs) / len(runs), 3
+        ),
+        "worker_queue_mean": round(sum(r.worker_queue_mean for r in runs) / len(runs), 3),
+        "orchestration_slot_utilisation": round(
+            sum(r.orchestration_slot_utilisation for r in runs) / len(runs), 4
+        ),
+        "worker_slot_utilisation": round(
+            sum(r.worker_slot_utilisation for r in runs) / len(runs), 4
+        ),
     }
     totals = [r.total_s for r in runs if r.total_s is not None]
     if totals:
