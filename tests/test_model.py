@@ -176,3 +176,33 @@ def test_a_short_wait_timeout_fails_the_orchestration():
     s = load_table({}, ["network.rtt_ms=50", "workload.wait_timeout_ms=100", "workload.count=2"])
     r = simulate(s, 0)
     assert r.failed == 5 and r.completed == 0 and r.measured == 0
+
+
+def test_one_orchestration_has_the_critical_path_written_down():
+    """RTT 10 ms, no server cost, poll interval 1 s, 1:1 slots, fan-out 1, one orchestration.
+
+    Every call is ping (10) + statement out (5) to its commit + 5 back = 20 ms. All loops start
+    at 0; the dispatchers' empty fetches commit at 15 just before the start message does, so
+    they sleep until 1000. Then: orchestration fetch commits at 1015, ack at 1035 (work item
+    queued); the worker, asleep until 2000, fetches at 2015, reads the history 2020-2040, acks at
+    2055 (completion queued); the orchestration slot, asleep until 3040 after an empty fetch at
+    2040, fetches at 3055 and acks at 3075 (completed). The client, checking at 20, 60, then
+    every 5, 10, ... 100 ms plus 40 ms a check, starts a check at exactly 3075, whose read
+    commits at 3090 and sees it; its second call ends at 3115.
+    """
+    costs = [f"database.cost.{op}=0" for op in (
+        "fetch_orchestration_item", "ack_orchestration_item", "fetch_work_item", "ack_work_item",
+        "enqueue_orchestrator_work", "fetch_history", "get_custom_status",
+        "fetch_orchestration_item_empty", "fetch_work_item_empty")]  # fmt: skip
+    s = load_table(
+        {},
+        ["network.rtt_ms=10", "runtime_options.dispatcher_poll_interval_ms=1000",
+         "runtime_options.orchestration_concurrency=1", "runtime_options.worker_concurrency=1",
+         "workload.fanout=1", "pool.min_connections=10", "pool.prepare_round_trip=false",
+         "host.call_overhead_ms=0", "workload.warmup=0", "workload.count=1", *costs],
+    )  # fmt: skip
+    r = simulate(s, 0)
+    assert r.latencies_s == [pytest.approx(3.115)]
+    assert r.breakdown_s["network"] == pytest.approx(0.180)  # 13 legs of the path
+    assert r.breakdown_s["poll_wait"] == pytest.approx(0.985 + 0.965 + 0.985)
+    assert r.breakdown_s["client_backoff"] == pytest.approx(0.0)
