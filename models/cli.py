@@ -249,14 +249,14 @@ def _parse_tolerances(values: tuple[str, ...]) -> dict[str, float] | None:
 
 
 def _register_commands() -> None:
-    from models import cli_capacity, cli_measure, cli_plan, cli_whatif
+    from models import cli_capacity, cli_measure, cli_sweep, cli_whatif
 
     cli_measure.register(main, InputError)
     cli_whatif.register(main, InputError, _load)
     cli_whatif.register_report(main, InputError, _load)
-    cli_plan.register(main, InputError, _load)
-    cli_capacity.register_sweep(main, InputError, _load)
-    cli_capacity.register_bench(main, InputError, _load)
+    cli_capacity.register(main, InputError, _load)
+    cli_sweep.register_sweep(main, InputError, _load)
+    cli_sweep.register_bench(main, InputError, _load)
 
 
 _register_commands()

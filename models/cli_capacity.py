@@ -1,152 +1,136 @@
-"""`durosim sweep` and `durosim bench`: many scenarios on every core, and how fast that is."""
+"""`durosim capacity`: the highest sustainable arrival rate within a latency objective."""
 
 from __future__ import annotations
 
+import itertools
 import json
-from contextlib import ExitStack
-from pathlib import Path
 
 import click
 
-from models import sweep as sweeps
-from sim.config import ConfigError, read_toml
+from models.capacity import capacity as find_capacity
+from models.capacity import parse_slo
+from models.cli_whatif import figure_path
+from sim.config import ConfigError, parse_override
 
 
-def _workers(executor: str, workers: int) -> str:
-    if executor == "dask":
-        return f"Dask, {workers} worker threads"
-    return "in this process" if workers == 1 else f"{workers} processes"
+def _vary(text: str) -> tuple[str, list]:
+    key, _, values = text.partition("=")
+    if not values:
+        raise ConfigError(f"--vary {text!r}: expected KEY=V1,V2,... e.g. host.nodes=1,2,4")
+    return key.strip(), [parse_override(f"{key}={v}")[1] for v in values.split(",") if v.strip()]
 
 
-def register_sweep(main: click.Group, error: type[click.ClickException], load) -> None:
+def register(main: click.Group, error: type[click.ClickException], load) -> None:
     @main.command()
     @click.argument("scenario", type=click.Path(dir_okay=False))
+    @click.option("--slo", required=True, help='Latency objective, e.g. "p95<2s", "p99<500ms".')
     @click.option(
-        "--grid",
-        "grids",
+        "--vary",
+        "varies",
         multiple=True,
-        required=True,
         metavar="KEY=V1,V2,...",
-        help="Values of one scenario key, read as TOML like --set (repeatable: the sweep runs "
-        "every combination).",
+        help="Find the capacity for each value (twice: a grid, drawn as a heat map).",
     )
     @click.option(
         "--set",
         "overrides",
         multiple=True,
         metavar="KEY=VALUE",
-        help="Change one scenario value at every point (repeatable).",
+        help="Change the scenario first (repeatable).",
     )
+    @click.option("--replications", type=click.IntRange(min=1), default=3, show_default=True)
     @click.option(
-        "--replications",
-        type=click.IntRange(min=1),
-        help="Replications per point (default: the scenario's).",
-    )
-    @click.option(
-        "--jobs",
-        type=click.IntRange(min=1),
-        default=1,
+        "--duration-s",
+        type=click.FloatRange(min=1.0),
+        default=60.0,
         show_default=True,
-        help="Local processes running points (1: in this process).",
+        help="Seconds of arrivals per tried rate.",
     )
+    @click.option("--warmup-s", type=click.FloatRange(min=0.0), default=10.0, show_default=True)
     @click.option(
-        "--out",
+        "--plot",
         type=click.Path(dir_okay=False),
-        default="sweep.csv",
-        show_default=True,
-        help="CSV of one row per point; the points it already holds are skipped (resume).",
+        help="Throughput-latency curve (.png or .svg); with --vary, one per value.",
     )
     @click.option(
-        "--executor",
-        type=click.Choice(["local", "dask"]),
-        default="local",
-        show_default=True,
-        help=f"dask: run the points on a Dask cluster ({sweeps.DASK_INSTALL}).",
+        "--heatmap",
+        type=click.Path(dir_okay=False),
+        help="With two --vary: the highest sustained rate over the grid.",
     )
-    @click.option(
-        "--scheduler",
-        metavar="ADDRESS",
-        help="The Dask scheduler, e.g. tcp://h:8786 (its workers need durosim installed).",
-    )
-    def sweep(scenario, grids, overrides, replications, jobs, out, executor, scheduler):
-        """Simulate SCENARIO at every combination of the --grid values and write one CSV row per
-        point: latency mean and percentiles, throughput and total time, each with its 95% CI
-        across replications, DB calls, pool and server use, and the point's wall time."""
+    @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+    def capacity(scenario, slo, varies, overrides, replications, duration_s, warmup_s, plot,
+                 heatmap, as_json):  # fmt: skip
+        """The highest arrival rate (Poisson, open loop) SCENARIO sustains within the SLO, the
+        knee of its throughput-latency curve, and which resource saturates first."""
+        figure_path(plot, error)
+        figure_path(heatmap, error)
+        if duration_s <= warmup_s:
+            raise error("--duration-s must be longer than --warmup-s")
+        if len(varies) > 2:
+            raise error("--vary: at most two parameters (a heat map)")
+        if heatmap and len(varies) != 2:
+            raise error("--heatmap needs two --vary parameters")
         try:
-            grid = sweeps.parse_grid(grids)
-            runner = sweeps.executor(executor, jobs, scheduler)
-        except sweeps.SweepError as err:
-            raise error(str(err)) from None
-        load(scenario, overrides, None, replications)  # the file and --set, checked alone first
-        if not Path(out).resolve().parent.is_dir():
-            raise error(f"{out}: its folder does not exist")
-        try:
-            table = read_toml(scenario)
+            objective = parse_slo(slo)
+            axes = [_vary(v) for v in varies]
         except ConfigError as err:
             raise error(str(err)) from None
-        extra = list(overrides) + ([f"replications={replications}"] if replications else [])
+        base_overrides = tuple(overrides)
+        load(scenario, base_overrides, None, None)  # a bad scenario fails before any work
+        combos = list(itertools.product(*(values for _, values in axes))) or [()]
+        results = []
+        for combo in combos:
+            extra = tuple(f"{key}={_toml(v)}" for (key, _), v in zip(axes, combo))
+            s = load(scenario, base_overrides + extra, None, None)
+            result = find_capacity(s, objective, replications, duration_s, warmup_s)
+            result["slo_limit_ms"] = objective.limit_ms
+            result["values"] = {key: v for (key, _), v in zip(axes, combo)}
+            results.append(result)
+            if plot:
+                from plots.capacity import throughput_latency
 
-        with ExitStack() as stack:
-            bar: list = []
+                name = plot if len(combos) == 1 else _suffixed(plot, combo)
+                throughput_latency(result).savefig(name, dpi=110)
+        if heatmap:
+            from plots.capacity import heatmap as draw
 
-            def start(todo: int, resumed: int) -> None:
-                if resumed:
-                    click.echo(
-                        f"{resumed} of {todo + resumed} points already in {out}; {todo} to run",
-                        err=True,
-                    )
-                if not todo:
-                    return
-                bar.append(
-                    stack.enter_context(
-                        click.progressbar(
-                            length=todo,
-                            label=f"sweep ({_workers(executor, runner.workers)})",
-                            show_eta=True,
-                            show_pos=True,
-                            file=click.get_text_stream("stderr"),
-                        )
-                    )
-                )
-
-            try:
-                with runner:
-                    result = sweeps.run_sweep(
-                        scenario,
-                        table,
-                        extra,
-                        grid,
-                        out,
-                        runner,
-                        on_start=start,
-                        on_row=lambda row: bar[0].update(1),
-                    )
-            except sweeps.SweepError as err:
-                raise error(str(err)) from None
-        if result.computed:
-            per_point = result.wall_s / result.computed
-            computing = sum(result.point_wall_s) / result.computed
+            rows = [{**r["values"], "max_rate_per_s": r["max_rate_per_s"]} for r in results]
+            draw(rows, axes[0][0], axes[1][0]).savefig(heatmap, dpi=110)
+        if as_json:
+            click.echo(json.dumps(results if varies else results[0], indent=2))
+            return
+        for r in results:
+            label = ", ".join(f"{k}={v}" for k, v in r["values"].items())
+            if label:
+                click.echo(f"== {label}")
+            if r["max_rate_per_s"] is None:
+                click.echo(f"no rate meets {r['slo']}, not even the lowest tried")
+                continue
+            at = r["at_max"]
             click.echo(
-                f"{result.computed} points in {result.wall_s:.2f} s: {per_point * 1000:.1f} ms a "
-                f"point ({computing * 1000:.1f} ms simulating each; "
-                f"{_workers(executor, runner.workers)})",
-                err=True,
+                f"highest rate within {r['slo']}: {r['max_rate_per_s']:.4g}/s "
+                f"(p50 {at['latency_ms']['p50']:.0f} ms, p95 {at['latency_ms']['p95']:.0f} ms)"
             )
-        click.echo(
-            f"wrote {out}: {result.points} points ({result.computed} run, "
-            f"{result.resumed} already there)"
-        )
+            if r["knee"]:
+                click.echo(
+                    f"knee of the throughput-latency curve: {r['knee']['throughput_per_s']:.4g}/s"
+                )
+            click.echo(
+                f"saturates first: {r['saturates_first']} "
+                + "("
+                + ", ".join(f"{k} {v * 100:.0f}%" for k, v in at["utilisation"].items())
+                + " busy at the highest rate)"
+            )
 
 
-def register_bench(main: click.Group, error: type[click.ClickException], load) -> None:
-    @main.command()
-    @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-    @click.option("--quick", is_flag=True, help="Everything smaller: a smoke test, not a result.")
-    def bench(as_json, quick):
-        """Measure on this machine: raw SimPy and the model in kernel events per second, one
-        replication of the Azure 152 ms stress scenario, scaling with 10x the orchestrations,
-        and a 200-point sweep on 1 and 2 processes, each against its target."""
-        from models.bench import render, run_bench
+def _toml(value: object) -> str:
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return repr(value)
 
-        result = run_bench(quick, progress=lambda text: click.echo(text, err=True))
-        click.echo(json.dumps(result, indent=2) if as_json else render(result))
+
+def _suffixed(path: str, combo: tuple) -> str:
+    stem, dot, suffix = path.rpartition(".")
+    return f"{stem}-{'-'.join(str(v) for v in combo)}{dot}{suffix}"

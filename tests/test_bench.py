@@ -3,25 +3,13 @@ a timed test."""
 
 import json
 
-import click
 from click.testing import CliRunner
 
-from models.cli import InputError, _load
 from models.cli import main as durosim
 
 
-def _command_group() -> click.Group:
-    if "bench" in durosim.commands:
-        return durosim
-    from models.cli_capacity import register_bench
-
-    group = click.Group()
-    register_bench(group, InputError, _load)
-    return group
-
-
 def test_quick_bench_reports_every_measurement_with_its_target():
-    result = CliRunner().invoke(_command_group(), ["bench", "--quick", "--json"])
+    result = CliRunner().invoke(durosim, ["bench", "--quick", "--json"])
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
     for key in ("model_events_per_s", "simpy_events_per_s", "azure_152ms_stress_s"):
@@ -40,7 +28,7 @@ def test_quick_bench_reports_every_measurement_with_its_target():
 
 
 def test_bench_prints_a_table():
-    result = CliRunner().invoke(_command_group(), ["bench", "--quick"])
+    result = CliRunner().invoke(durosim, ["bench", "--quick"])
     assert result.exit_code == 0, result.output
     for text in ("raw SimPy", "model / raw SimPy", "azure-152ms stress", "speed-up", "target"):
         assert text in result.stdout

@@ -3,12 +3,10 @@
 import csv
 import sys
 
-import click
 import pytest
 from click.testing import CliRunner
 
 from models import sweep as sweeps
-from models.cli import InputError, _load
 from models.cli import main as durosim
 from models.scenario import load
 from models.world import simulate
@@ -19,19 +17,9 @@ GRID = ["--grid", "network.rtt_ms=10,50", "--grid", "runtime_options.worker_conc
 SMALL = ["--set", "workload.count=3", "--replications", "2"]
 
 
-def _command_group() -> click.Group:
-    if "sweep" in durosim.commands:
-        return durosim
-    from models.cli_capacity import register_sweep
-
-    group = click.Group()
-    register_sweep(group, InputError, _load)
-    return group
-
-
 @pytest.fixture(scope="module")
 def sweep_cli():
-    group = _command_group()
+    group = durosim
 
     def invoke(out, *args):
         runner = CliRunner()
