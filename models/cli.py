@@ -249,7 +249,7 @@ def _parse_tolerances(values: tuple[str, ...]) -> dict[str, float] | None:
 
 
 def _register_commands() -> None:
-    from models import cli_capacity, cli_measure, cli_sweep, cli_whatif
+    from models import cli_capacity, cli_measure, cli_plot, cli_sweep, cli_whatif
 
     cli_measure.register(main, InputError)
     cli_whatif.register(main, InputError, _load)
@@ -257,6 +257,7 @@ def _register_commands() -> None:
     cli_capacity.register(main, InputError, _load)
     cli_sweep.register_sweep(main, InputError, _load)
     cli_sweep.register_bench(main, InputError, _load)
+    cli_plot.register(main, InputError)
 
 
 _register_commands()

@@ -147,3 +147,26 @@ def test_report_answers_the_analysis(root, tmp_path):
         assert text in page
     for figure in ("options.png", "breakdown.png", "versus_rtt.png"):
         assert (tmp_path / figure).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_plot_redraws_saved_rows_without_simulating(root, tmp_path, monkeypatch):
+    runner = CliRunner()
+    rows = tmp_path / "rows.json"
+    result = runner.invoke(main, ["compare", str(root / "configs/lab.toml"), "colocate",
+                                  "--json", "--replications", "2"])  # fmt: skip
+    rows.write_text(result.output)
+    import models.world
+
+    def no_simulation(*args, **kwargs):
+        raise AssertionError("plot must not simulate")
+
+    monkeypatch.setattr(models.world, "simulate", no_simulation)
+    for kind, name in (("options", "a.png"), ("breakdown", "b.svg")):
+        out = tmp_path / name
+        done = runner.invoke(main, ["plot", str(rows), "--kind", kind, "--out", str(out)])
+        assert done.exit_code == 0, done.output
+        assert out.stat().st_size > 1000
+    junk = tmp_path / "junk.json"
+    junk.write_text("[1, 2]")
+    bad = runner.invoke(main, ["plot", str(junk), "--out", str(tmp_path / "c.png")])
+    assert bad.exit_code == 2 and len(bad.output.strip().splitlines()) == 1
