@@ -372,6 +372,11 @@ def validate(traces, base, replications, tolerances, infer, as_json, report, plo
                     f"  predicted {r.predicted[metric]:>10.4g}"
                     f"  error {error:+7.1f}%  (tolerance {r.tolerances_pct[metric]:g}%)  {verdict}"
                 )
+            if "wasserstein_ms" in r.extra:
+                click.echo(
+                    f"  latency distribution: Kolmogorov-Smirnov {r.extra['ks_distance']:.2f}, "
+                    f"Wasserstein {r.extra['wasserstein_ms']:.3g} ms"
+                )
         click.echo(f"{sum(r.ok for r in results)} of {len(results)} traces within tolerance")
     sys.exit(0 if ok else 1)
 

@@ -118,6 +118,7 @@ def test_validate_exits_1_outside_tolerance(cli, root):
     )
     assert result.exit_code == 1
     assert "OUTSIDE" in result.output
+    assert "Wasserstein" in result.output
 
 
 def test_validate_infer_reports_the_rtt(cli, root):
