@@ -9,35 +9,30 @@ already holds, so an interrupted sweep loses at most the points that were runnin
 carries a digest of the fixed part of the configuration (the file, `--set`, `--replications`), so
 a resumed sweep cannot mix rows computed for another baseline.
 
-Three executors run the points: in this process, in local processes
-(`concurrent.futures.ProcessPoolExecutor`), or on a Dask cluster (`dask.distributed`, an optional
-extra). Scenarios are loaded and checked before any point is simulated.
+The points run in this process, in local processes or on a Dask cluster (`models.executors`).
+Scenarios are loaded and checked before any point is simulated.
 """
 
 from __future__ import annotations
 
 import csv
-import gc
 import hashlib
 import io
 import itertools
 import json
 import math
 import os
-import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from models.executors import DASK_INSTALL, SweepError, executor  # noqa: F401
 from models.results import summarize
 from models.scenario import Scenario, load_table
 from models.world import simulate
 from sim.config import ConfigError, parse_override, to_table
 from sim.stats import mean_ci, percentile
-
-DASK_INSTALL = "pip install 'durosim[sweep-dask]'"
 
 # The columns after the grid's, in order. `_ci` columns are 95% CI half-widths across
 # replications (empty with one replication); `total_s` is empty unless the mode has one.
@@ -63,10 +58,6 @@ METRICS = (
     "config_digest",
     "wall_s",
 )
-
-
-class SweepError(ValueError):
-    """A sweep that cannot run (a grid, its CSV, its executor); the message is one line."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,109 +238,6 @@ def run_point(index: int, cells: dict[str, str], scenario: Scenario, digest: str
         wall_s=round(time.perf_counter() - started, 4),
     )
     return index, row
-
-
-# ---------------------------------------------------------------------------------------------
-# Executors: each maps a function over argument tuples and yields the results as they finish.
-
-
-class InProcess:
-    workers = 1
-
-    def __enter__(self) -> InProcess:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        return None
-
-    def map_unordered(self, fn: Callable, calls: Iterable[tuple]) -> Iterator:
-        for call in calls:
-            yield fn(*call)
-
-
-def _exit_with(parent: int) -> None:
-    """A worker's watchdog: a killed sweep (SIGKILL, SIGTERM) must not leave idle workers."""
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(1.0)
-        os._exit(1)
-
-    threading.Thread(target=watch, daemon=True).start()
-
-
-class LocalProcesses:
-    def __init__(self, jobs: int):
-        self.workers = jobs
-        self._pool: ProcessPoolExecutor | None = None
-
-    def __enter__(self) -> LocalProcesses:
-        gc.freeze()  # forked workers then leave the parent's objects alone: no copy-on-write
-        self._pool = ProcessPoolExecutor(
-            max_workers=self.workers, initializer=_exit_with, initargs=(os.getpid(),)
-        )
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
-        gc.unfreeze()
-
-    def map_unordered(self, fn: Callable, calls: Iterable[tuple]) -> Iterator:
-        futures = [self._pool.submit(fn, *call) for call in calls]
-        try:
-            for future in as_completed(futures):
-                yield future.result()
-        finally:
-            for future in futures:
-                future.cancel()
-
-
-class Dask:
-    """A `dask.distributed` cluster; its workers need durosim installed (same version)."""
-
-    def __init__(self, scheduler: str):
-        try:
-            from distributed import Client
-        except ImportError:
-            raise SweepError(f"--executor dask needs dask.distributed: {DASK_INSTALL}") from None
-        self._scheduler = scheduler
-        self._client_type = Client
-        self._client = None
-        self.workers = 1
-
-    def __enter__(self) -> Dask:
-        try:
-            self._client = self._client_type(self._scheduler, timeout="10s")
-        except (OSError, TimeoutError, ValueError) as err:
-            message = str(err).splitlines()[0] if str(err) else type(err).__name__
-            raise SweepError(
-                f"--scheduler {self._scheduler}: cannot reach the Dask scheduler ({message})"
-            ) from None
-        self.workers = max(1, sum(self._client.nthreads().values()))
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._client.close()
-
-    def map_unordered(self, fn: Callable, calls: Iterable[tuple]) -> Iterator:
-        from distributed import as_completed as finished
-
-        futures = [self._client.submit(fn, *call, pure=False) for call in calls]
-        try:
-            for future in finished(futures):
-                yield future.result()
-        finally:
-            self._client.cancel(futures)
-
-
-def executor(kind: str, jobs: int = 1, scheduler: str | None = None):
-    if kind == "dask":
-        if not scheduler:
-            raise SweepError("--executor dask needs --scheduler ADDRESS, e.g. tcp://host:8786")
-        return Dask(scheduler)
-    if scheduler:
-        raise SweepError("--scheduler is for --executor dask")
-    return InProcess() if jobs == 1 else LocalProcesses(jobs)
 
 
 # ---------------------------------------------------------------------------------------------
