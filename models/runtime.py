@@ -126,8 +126,8 @@ class Runtime:
 
     def run_turn(self, fetched, slot: Dispatcher):
         if self.design.server_side_turns:
-            return  # the whole turn ran inside the fetch
-            yield
+            yield from ()  # the whole turn ran inside the fetch
+            return
         (instance, messages), times = fetched
         items, completes, events, before, ready = self._turn(instance, messages)
         path = extend(before, ready, times, to_commit=False, busy_until=slot.free_since)
