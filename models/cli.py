@@ -49,9 +49,15 @@ def _describe(s: scenarios.Scenario) -> str:
         "sequential": "one at a time",
         "closed": f"{w.in_flight} in flight (closed)",
         "stress": f"stress test, {w.in_flight} in flight for {w.duration_s:g} s",
+        "open": (
+            f"arrivals replayed from {w.arrival_trace}"
+            if w.arrival_trace
+            else f"open arrivals at {w.arrival_rate_per_s:g}/s for {w.duration_s:g} s"
+        ),
     }[w.mode]
+    nodes = f"{s.host.nodes} nodes, " if s.host.nodes > 1 else ""
     return (
-        f"{s.name} ({s.runtime}): RTT {s.network.rtt.mean * 1000:g} ms, "
+        f"{s.name} ({s.runtime}): RTT {s.network.rtt.mean * 1000:g} ms, {nodes}"
         f"{o.orchestration_concurrency}:{o.worker_concurrency}, pool {s.pool.size}, "
         f"poll {o.dispatcher_poll_interval_s * 1000:g} ms, fan-out {w.fanout} x "
         f"{w.activity.mean * 1000:g} ms activities, {mode}"

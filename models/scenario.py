@@ -67,6 +67,21 @@ def _not_negative(value: float) -> str | None:
     return None if value >= 0 else f"must be >= 0, got {value}"
 
 
+def _arrival_trace(path: str) -> str | None:
+    """An arrival trace must be a readable trace with orchestration records."""
+    if not path:
+        return None
+    from sim.trace import TraceError, read_trace
+
+    try:
+        trace = read_trace(path)
+    except TraceError as err:
+        return str(err)
+    if not trace.orchestrations:
+        return f"{path}: no orchestration records to take arrival times from"
+    return None
+
+
 def _known_costs(value: dict) -> str | None:
     unknown = sorted(set(value) - set(COST_KEYS))
     if unknown:
@@ -190,7 +205,7 @@ class Workload:
     long orchestrations arrive."""
     arrival_rate_per_s: float = field(default=1.0, metadata={"check": _positive})
     """Open mode: Poisson arrivals at this rate."""
-    arrival_trace: str = ""
+    arrival_trace: str = field(default="", metadata={"check": _arrival_trace})
     """Open mode: replay the start times of this trace's orchestrations instead."""
     warmup_s: float = field(default=0.0, metadata={"check": _not_negative})
     """Open mode: orchestrations that arrive before this are left out of the statistics."""

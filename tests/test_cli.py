@@ -232,3 +232,24 @@ def test_run_draws_a_timeline_and_writes_trace_events(cli, root, tmp_path):
     assert {"client", "orch-0", "work-1", "connection 0", "measured"} <= names
     assert all(e["dur"] >= 0 for e in trace["traceEvents"] if e["ph"] == "X")
     assert cli("run", root / "configs/lab.toml", "--timeline", tmp_path / "t.gif").exit_code == 2
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        ['workload.mode="open"', "host.nodes=2", "workload.duration_s=5"],
+        ['workload.mode="stress"', "workload.in_flight=4", "workload.duration_s=2"],
+        ['workload.mode="closed"', "workload.in_flight=3", "workload.count=6"],
+    ],
+)
+def test_run_describes_every_mode(cli, root, extra):
+    args = [a for e in extra for a in ("--set", e)]
+    result = cli("run", root / "configs/lab.toml", "--replications", 1, *args)
+    assert result.exit_code == 0, result.output
+    assert "latency (ms)" in result.output
+
+
+def test_a_bad_arrival_trace_is_refused_at_load(cli, root, tmp_path):
+    result = cli("run", root / "configs/lab.toml", "--set", 'workload.mode="open"',
+                 "--set", f'workload.arrival_trace="{tmp_path / "none.jsonl"}"')  # fmt: skip
+    assert result.exit_code == 2 and "no such file" in result.output
