@@ -22,7 +22,7 @@ RUNTIME = "duroxide-0.2"
 WAIT_TIMEOUT_MS = 120_000
 
 
-def _first_line(err: BaseException) -> str:
+def first_line(err: BaseException) -> str:
     text = str(err).strip()
     return text.splitlines()[0] if text else type(err).__name__
 
@@ -148,7 +148,7 @@ class Driver:
             if status != "Completed":
                 status = f"{status}: {result.error}"
         except Exception as err:  # a client call that failed (server or proxy gone)
-            status = f"client error: {_first_line(err)}"
+            status = f"client error: {first_line(err)}"
         return iid, start, time.perf_counter(), status
 
     def record(self, iid: str, start: float, end: float, warmup: bool, **extra) -> None:

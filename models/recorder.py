@@ -22,35 +22,34 @@ from __future__ import annotations
 
 import os
 import signal
-import statistics
 import tempfile
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import click
 
 from models.delay_proxy import ProxyProcess
 from models.pg_cluster import ClusterError, throwaway_cluster
-from models.real_driver import Driver, Failed, Plan, Progress, TraceWriter, _first_line
+from models.real_driver import Driver, Failed, Plan, Progress, TraceWriter, first_line
+from models.real_runtime import (
+    check_psycopg,
+    drop_schema,
+    error,
+    import_duroxide,
+    measure_rtt_ms,
+    redact,
+    running_runtime,
+    server_of,
+    through,
+    upstream,
+)
 
-SHUTDOWN_TIMEOUT_MS = 5_000
-SETTLE_S = 0.05
-RTT_SAMPLES = 20
 CALLS_RUST_LOG = "warn,duroxide_pg=debug,sqlx::query=debug,duroxide::runtime=debug"
 MODES = ("sequential", "closed", "stress")
-
-
-def _error(message: str, exit_code: int = 1) -> click.ClickException:
-    from models.cli import InputError  # here, not at the top: models.cli imports this module
-
-    err = InputError(message)
-    err.exit_code = exit_code
-    return err
 
 
 @contextmanager
@@ -97,150 +96,6 @@ class _Signals:
             signal.signal(signum, handler)
 
 
-def _import_duroxide():
-    try:
-        import duroxide
-    except ImportError:
-        raise _error(
-            "the duroxide package is not installed: pip install 'durosim[record]'"
-        ) from None
-    return duroxide
-
-
-def _check_psycopg() -> None:
-    try:
-        import psycopg  # noqa: F401
-    except ImportError:
-        raise _error(
-            "the psycopg package is not installed: pip install 'durosim[record]'"
-        ) from None
-
-
-def _redact(dsn: str) -> str:
-    """host:port/database of a URL, without user or password (for messages and the header)."""
-    parts = urlsplit(dsn)
-    return f"{parts.hostname or 'localhost'}:{parts.port or 5432}{parts.path}"
-
-
-def _upstream(dsn: str) -> tuple[str, int]:
-    parts = urlsplit(dsn)
-    if not parts.hostname or "host=" in parts.query:
-        raise _error(f"--dsn {_redact(dsn)}: --rtt-ms needs a TCP host in the URL", 2)
-    return parts.hostname, parts.port or 5432
-
-
-def _through(dsn: str, host: str, port: int) -> str:
-    """The same URL, pointed at host:port (the delay proxy)."""
-    parts = urlsplit(dsn)
-    user, at, _ = parts.netloc.rpartition("@")
-    return urlunsplit(parts._replace(netloc=f"{user}{at}{host}:{port}"))
-
-
-def _server(dsn: str) -> tuple[str, str]:
-    """Connect straight to the server: ("postgresql-15", "PostgreSQL 15.18"), or a one-line
-    error saying why it cannot be reached."""
-    import psycopg
-
-    try:
-        with psycopg.connect(dsn, connect_timeout=10, autocommit=True) as conn:
-            version = conn.info.server_version
-    except psycopg.Error as err:
-        raise _error(f"cannot connect to the database {_redact(dsn)}: {_first_line(err)}") from None
-    major, minor = version // 10000, version % 10000
-    return f"postgresql-{major}", f"PostgreSQL {major}.{minor}"
-
-
-def measure_rtt_ms(dsn: str, samples: int = RTT_SAMPLES) -> float:
-    """The path's real round-trip time: the median of timed `select 1` on one open connection
-    (the lab's psql `\\timing` check)."""
-    import psycopg
-
-    try:
-        with psycopg.connect(dsn, connect_timeout=10, autocommit=True) as conn:
-            conn.execute("select 1").fetchone()
-            times_ms = []
-            for _ in range(samples):
-                start = time.perf_counter()
-                conn.execute("select 1").fetchone()
-                times_ms.append((time.perf_counter() - start) * 1000.0)
-    except psycopg.Error as err:
-        raise _error(f"cannot time select 1 via {_redact(dsn)}: {_first_line(err)}") from None
-    return round(statistics.median(times_ms), 2)
-
-
-def _drop_schema(dsn: str, schema: str) -> None:
-    import psycopg
-
-    try:
-        with psycopg.connect(dsn, connect_timeout=10, autocommit=True) as conn:
-            conn.execute("set lock_timeout = '5s'")
-            conn.execute(f'drop schema if exists "{schema}" cascade')
-    except psycopg.Error as err:
-        click.echo(
-            f"durosim: warning: could not drop schema {schema}: {_first_line(err)}", err=True
-        )
-
-
-def _connect(duroxide, dsn: str, schema: str):
-    try:
-        return duroxide.PostgresProvider.connect_with_schema(dsn, schema)
-    except Exception as err:
-        raise _error(f"duroxide cannot connect to {_redact(dsn)}: {_first_line(err)}") from None
-
-
-@contextmanager
-def _runtime(duroxide, server_dsn: str, path_dsn: str, schema: str, plan: Plan) -> Iterator:
-    """The runtime and a client on one provider reached through `path_dsn` (as fanout.py has
-    them); yields the client and shuts the runtime down on exit."""
-    if path_dsn != server_dsn:
-        # Migrate straight to the server first (the provider is dropped at once), as the lab's
-        # sweep.sh did: through the proxy the migrations take ~200 round trips (10 s at 50 ms).
-        _connect(duroxide, server_dsn, schema)
-    provider = _connect(duroxide, path_dsn, schema)
-    options = duroxide.RuntimeOptions(
-        orchestration_concurrency=plan.orchestration_concurrency,
-        worker_concurrency=plan.worker_concurrency,
-        dispatcher_poll_interval_ms=plan.poll_interval_ms,
-    )
-    runtime = duroxide.Runtime(provider, options)
-    activity_s = plan.activity_ms / 1000.0
-
-    def activity(ctx, i):
-        if activity_s > 0:
-            time.sleep(activity_s)
-        return i * 2
-
-    def fan_out(ctx, data):
-        results = yield ctx.all([ctx.schedule_activity("A", i) for i in range(data["n"])])
-        return len(results)
-
-    runtime.register_activity("A", activity)
-    runtime.register_orchestration("FanOut", fan_out)
-    failure: list[BaseException] = []
-
-    def start() -> None:
-        try:
-            runtime.start()
-        except Exception as err:
-            failure.append(err)
-
-    # The SDK documents start() as blocking until shutdown (0.2.2 returns once the dispatchers
-    # run): either way a thread of its own keeps this one free.
-    starter = threading.Thread(target=start, name="duroxide-runtime", daemon=True)
-    starter.start()
-    starter.join(timeout=2.0)
-    if failure:
-        raise _error(f"the duroxide runtime did not start: {_first_line(failure[0])}")
-    try:
-        yield duroxide.Client(provider)
-    finally:
-        runtime.shutdown(SHUTDOWN_TIMEOUT_MS)
-        starter.join(timeout=SHUTDOWN_TIMEOUT_MS / 1000.0)
-        # The shutdown returns at once; the pool then checks the connections the dispatchers
-        # let go (one round trip each). Stopping the proxy under those checks makes sqlx warn.
-        time.sleep(SETTLE_S + 2 * plan.rtt_nominal_ms / 1000.0)
-
-
 def _call_records(log_path: Path, t0_wall: float) -> list[dict]:
     """One `call` record per provider statement in duroxide's debug log from the first
     orchestration's start on, on the trace's clock. Earlier lines are the schema's migrations
@@ -250,7 +105,7 @@ def _call_records(log_path: Path, t0_wall: float) -> list[dict]:
     try:
         data = read_duroxide_log(log_path)
     except IngestError as err:
-        raise _error(f"--calls: {err}") from None
+        raise error(f"--calls: {err}") from None
     timed = [s for s in data.statements if s.end_s is not None]
     if not timed:
         return []
@@ -305,7 +160,7 @@ def _concurrency(text: str) -> tuple[int, int]:
     except ValueError:
         o = w = 0
     if not sep or o < 1 or w < 1:
-        raise _error(f"--concurrency {text!r}: expected O:W with whole numbers >= 1, e.g. 2:2", 2)
+        raise error(f"--concurrency {text!r}: expected O:W with whole numbers >= 1, e.g. 2:2", 2)
     return o, w
 
 
@@ -321,7 +176,7 @@ def _plan(options: dict) -> Plan:
         if options[key] is not None and mode not in modes
     ]
     if misplaced:
-        raise _error(f"{', '.join(misplaced)} does not apply to --mode {mode}", 2)
+        raise error(f"{', '.join(misplaced)} does not apply to --mode {mode}", 2)
     o, w = _concurrency(options["concurrency"])
     return Plan(
         rtt_nominal_ms=options["rtt_ms"],
@@ -422,11 +277,11 @@ def record(**options):
     out = Path(options["out"])
     dsn = options["dsn"]
     if not out.resolve().parent.is_dir():
-        raise _error(f"--out {out}: its folder does not exist", 2)
+        raise error(f"--out {out}: its folder does not exist", 2)
     if dsn is not None and urlsplit(dsn).scheme not in ("postgres", "postgresql"):
-        raise _error("--dsn: expected a URL, postgres://USER@HOST:PORT/DATABASE", 2)
-    duroxide = _import_duroxide()
-    _check_psycopg()
+        raise error("--dsn: expected a URL, postgres://USER@HOST:PORT/DATABASE", 2)
+    duroxide = import_duroxide()
+    check_psycopg()
     env = {"DUROXIDE_PG_POOL_MAX": str(plan.pool_size)}
     if options["calls"]:
         env["RUST_LOG"] = CALLS_RUST_LOG
@@ -438,33 +293,33 @@ def record(**options):
             if dsn is None:
                 server_dsn, where = stack.enter_context(throwaway_cluster()), "throwaway cluster"
             else:
-                server_dsn, where = dsn, f"the database at {_redact(dsn)}"
-            database, server = _server(server_dsn)
+                server_dsn, where = dsn, f"the database at {redact(dsn)}"
+            database, server = server_of(server_dsn)
             path_dsn = server_dsn
             if plan.rtt_nominal_ms > 0:
                 proxy = stack.enter_context(
-                    ProxyProcess(*_upstream(server_dsn), plan.rtt_nominal_ms)
+                    ProxyProcess(*upstream(server_dsn), plan.rtt_nominal_ms)
                 )
-                path_dsn = _through(server_dsn, proxy.host, proxy.port)
+                path_dsn = through(server_dsn, proxy.host, proxy.port)
             rtt_ms = measure_rtt_ms(path_dsn)
             schema = f"durosim_{uuid.uuid4().hex[:8]}"
             if dsn is not None:
-                stack.callback(_drop_schema, server_dsn, schema)
+                stack.callback(drop_schema, server_dsn, schema)
             source = _source(plan, server, where, options["calls"])
             try:
                 writer = TraceWriter(out, source, plan.conditions(rtt_ms, database))
             except OSError as err:
-                raise _error(f"--out {out}: cannot write ({err.strerror})", 2) from None
+                raise error(f"--out {out}: cannot write ({err.strerror})", 2) from None
             stack.callback(writer.close)
             log_path = scratch / "duroxide.log"
             if options["calls"]:
                 try:
                     duroxide.init_tracing(str(log_path), log_format="json")
                 except RuntimeError as err:
-                    raise _error(f"--calls: {_first_line(err)} (once per process)") from None
+                    raise error(f"--calls: {first_line(err)} (once per process)") from None
             length = plan.warmup + (100 if plan.mode == "stress" else plan.count)
             with (
-                _runtime(duroxide, server_dsn, path_dsn, schema, plan) as client,
+                running_runtime(duroxide, server_dsn, path_dsn, schema, plan) as client,
                 Progress(length, f"recording {plan.mode}") as progress,
             ):
                 driver = Driver(client, plan, writer, progress)
@@ -474,14 +329,14 @@ def record(**options):
                     writer.write(call)
         except KeyboardInterrupt:
             kept = writer.written if writer else 0
-            raise _error(
+            raise error(
                 f"interrupted; {out} keeps the {kept} records written so far", 130
             ) from None
         except (ClusterError, OSError) as err:
-            raise _error(str(err)) from None
+            raise error(str(err)) from None
         except Failed as err:
             kept = writer.written if writer else 0
-            raise _error(f"{err}; {out} keeps the {kept} records written so far") from None
+            raise error(f"{err}; {out} keeps the {kept} records written so far") from None
         finally:
             signals.ignore()
     click.echo(_summary_line(out, driver, rtt_ms))
