@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from models import scenario as scenarios
+from models.cli_paths import figure_path, output_path
 from models.results import run_replications, summarize
 from models.world import simulate
 from sim.config import ConfigError
@@ -158,12 +159,9 @@ def _print_summary(s: scenarios.Scenario, out: dict) -> None:
 def run(scenario, overrides, seed, replications, as_json, trace_out, timeline, trace_events):
     """Simulate SCENARIO (a TOML file) and report latency, throughput, DB calls and where the
     time goes."""
-    from models.cli_whatif import figure_path
-
     figure_path(timeline, InputError)
-    for path in (trace_out, trace_events):
-        if path and not Path(path).resolve().parent.is_dir():
-            raise InputError(f"{path}: its folder does not exist")
+    output_path(trace_out, InputError)
+    output_path(trace_events, InputError)
     s = _load(scenario, overrides, seed, replications)
     runs = run_replications(s)
     out = summarize(s, runs)
@@ -328,11 +326,8 @@ def validate(traces, base, replications, tolerances, infer, as_json, report, plo
     paths = _trace_paths(traces)
     if not paths:
         raise InputError(f"no .jsonl traces found in {', '.join(traces)}")
-    for out in (report, plot):
-        if out and not Path(out).resolve().parent.is_dir():
-            raise InputError(f"{out}: its folder does not exist")
-    if plot and Path(plot).suffix.lower() not in (".png", ".svg"):
-        raise InputError(f"--plot {plot}: use a .png or .svg file name")
+    output_path(report, InputError)
+    figure_path(plot, InputError)
     results = []
     loaded = []
     for path in paths:

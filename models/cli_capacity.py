@@ -9,8 +9,8 @@ import click
 
 from models.capacity import capacity as find_capacity
 from models.capacity import parse_slo
-from models.cli_whatif import figure_path
-from sim.config import ConfigError, parse_override
+from models.cli_paths import figure_path
+from sim.config import ConfigError, parse_override, toml_value
 
 
 def _vary(text: str) -> tuple[str, list]:
@@ -80,7 +80,7 @@ def register(main: click.Group, error: type[click.ClickException], load) -> None
         combos = list(itertools.product(*(values for _, values in axes))) or [()]
         results = []
         for combo in combos:
-            extra = tuple(f"{key}={_toml(v)}" for (key, _), v in zip(axes, combo))
+            extra = tuple(f"{key}={toml_value(v)}" for (key, _), v in zip(axes, combo))
             s = load(scenario, base_overrides + extra, None, None)
             result = find_capacity(s, objective, replications, duration_s, warmup_s)
             result["slo_limit_ms"] = objective.limit_ms
@@ -121,14 +121,6 @@ def register(main: click.Group, error: type[click.ClickException], load) -> None
                 + ", ".join(f"{k} {v * 100:.0f}%" for k, v in at["utilisation"].items())
                 + " busy at the highest rate)"
             )
-
-
-def _toml(value: object) -> str:
-    if isinstance(value, str):
-        return json.dumps(value)
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return repr(value)
 
 
 def _suffixed(path: str, combo: tuple) -> str:

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from models.calibrate import CalibrationError, Fit, fit, from_trace, merge, scenario_toml
+from models.cli_paths import output_path
 from models.ingest import IngestError, LogData, read_logs
 from sim.trace import FORMAT, TraceError, read_trace, write_trace
 
@@ -35,11 +36,6 @@ def _load(paths: tuple[str, ...], error: type[click.ClickException]) -> LogData:
     except (IngestError, TraceError) as err:
         raise error(str(err)) from None
     return merge(parts)
-
-
-def _writable(path: str, error: type[click.ClickException]) -> None:
-    if not Path(path).resolve().parent.is_dir():
-        raise error(f"{path}: its folder does not exist")
 
 
 def _report_lines(data: LogData) -> list[str]:
@@ -82,7 +78,7 @@ def register(main: click.Group, error: type[click.ClickException]) -> None:
         """Read duroxide logs (the JSON log of duroxide.init_tracing, its compact text form) and
         per-procedure timing exports, and write their provider calls as a durosim-trace/1 file.
         Lines that cannot be used are counted and reported."""
-        _writable(out, error)
+        output_path(out, error)
         data = _load(logs, error)
         try:
             result = fit(data)
@@ -118,7 +114,7 @@ def register(main: click.Group, error: type[click.ClickException]) -> None:
         time and the dispatcher slots to measurements (duroxide logs, timing exports, or traces
         with call records), and say how well the fit explains them."""
         if out:
-            _writable(out, error)
+            output_path(out, error)
         data = _load(inputs, error)
         try:
             result = fit(data)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from models.cli_whatif import figure_path
+from models.cli_paths import figure_path
 
 KINDS = ("options", "breakdown", "capacity")
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 from contextlib import ExitStack
-from pathlib import Path
 
 import click
 
 from models import sweep as sweeps
+from models.cli_paths import output_path
 from sim.config import ConfigError, read_toml
 
 
@@ -78,8 +78,7 @@ def register_sweep(main: click.Group, error: type[click.ClickException], load) -
         except sweeps.SweepError as err:
             raise error(str(err)) from None
         load(scenario, overrides, None, replications)  # the file and --set, checked alone first
-        if not Path(out).resolve().parent.is_dir():
-            raise error(f"{out}: its folder does not exist")
+        output_path(out, error)
         try:
             table = read_toml(scenario)
         except ConfigError as err:

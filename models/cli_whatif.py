@@ -7,20 +7,10 @@ from pathlib import Path
 
 import click
 
+from models.cli_paths import figure_path
 from models.compare import compare as run_compare
 from models.whatif import OPTIONS
 from sim.config import ConfigError
-
-FIGURE_SUFFIXES = (".png", ".svg")
-
-
-def figure_path(path: str | None, error: type[click.ClickException]) -> None:
-    if path is None:
-        return
-    if Path(path).suffix.lower() not in FIGURE_SUFFIXES:
-        raise error(f"{path}: a figure is written as .png or .svg")
-    if not Path(path).resolve().parent.is_dir():
-        raise error(f"{path}: its folder does not exist")
 
 
 def _signed(change: dict, unit: str) -> str:

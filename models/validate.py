@@ -16,7 +16,7 @@ from pathlib import Path
 from models.profiles import RUNTIMES
 from models.scenario import CONFIGS, Scenario, load_table
 from models.world import simulate
-from sim.config import ConfigError, read_toml
+from sim.config import ConfigError, read_toml, toml_value
 from sim.stats import ks_distance, mean, percentile, wasserstein
 from sim.trace import Trace
 
@@ -104,7 +104,7 @@ def scenario_for(
             value = conditions[key]
             if key == "rtt_ms" and rtt_ms is not None:
                 value = rtt_ms
-            overrides.append(f"{target}={_toml(value)}")
+            overrides.append(f"{target}={toml_value(value)}")
     if rtt_ms is not None and "rtt_ms" not in conditions:
         overrides.append(f"network.rtt_ms={rtt_ms}")
     if trace.orchestrations:
@@ -119,14 +119,6 @@ def scenario_for(
         return load_table(table, overrides)
     except ConfigError as err:
         raise ConfigError(f"{trace.path}: conditions: {err}") from None
-
-
-def _toml(value: object) -> str:
-    if isinstance(value, str):
-        return '"' + value.replace('"', '\\"') + '"'
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return repr(value)
 
 
 def _latency_metrics(latencies_ms: list[float]) -> dict[str, float]:

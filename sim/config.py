@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import tomllib
 import types
 import typing
@@ -193,6 +194,15 @@ def read_toml(path: str | Path) -> dict:
         raise ConfigError(f"{path}: is a directory, expected a .toml file") from None
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{path}: not valid TOML ({err})") from None
+
+
+def toml_value(value: object) -> str:
+    """A value written as TOML, for building `KEY=VALUE` overrides."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value)  # a JSON string is a valid TOML basic string
+    return repr(value)
 
 
 def parse_override(text: str) -> tuple[list[str], object]:
