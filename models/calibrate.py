@@ -139,11 +139,13 @@ def fit(data: LogData) -> Fit:
         rtt_spread_ms=percentile(single, 90) - percentile(single, 10),
         sources=list(data.paths),
     )
-    doubled = [s for s in data.statements if s.elapsed_ms > 1.5 * rtt + 1.0 + 10 * read_server_ms]
+    # a statement above this took a second round trip (Parse/Describe on a new connection)
+    one_round_trip_ms = 1.5 * rtt + 1.0 + 10 * read_server_ms
+    doubled = [s for s in data.statements if s.elapsed_ms > one_round_trip_ms]
     result.second_round_trip_share = len(doubled) / len(data.statements) if data.statements else 0.0
     by_key: dict[str, list[float]] = {}
     for s in data.statements:
-        if s.elapsed_ms <= 1.5 * rtt + 1.0 + 10 * read_server_ms:
+        if s.elapsed_ms <= one_round_trip_ms:
             by_key.setdefault(_key(s), []).append(s.elapsed_ms)
     for key, values in sorted(by_key.items()):
         server = [max(v - rtt, 0.0) for v in values]

@@ -43,6 +43,10 @@ def _number(name: str, text: str, kind: type = float, low: float = 0.0):
     return value
 
 
+def _design(s: Scenario, **changes: object) -> Scenario:
+    return replace(s, design=replace(s.design, **changes))
+
+
 def colocate(s: Scenario, rtt_ms: str | None) -> Scenario:
     """Run the runtime next to the database: RTT 1 ms (or the one given)."""
     rtt = _number("colocate", rtt_ms or "1")
@@ -57,37 +61,37 @@ def no_pool_ping(s: Scenario, _: str | None) -> Scenario:
 def batch_worker_fetch(s: Scenario, n: str | None) -> Scenario:
     """A worker fetch takes up to N work items (10) and one ack returns them (duroxide PR 17)."""
     size = _number("batch_worker_fetch", n or "10", int, 1)
-    return replace(s, design=replace(s.design, worker_batch_size=size))
+    return _design(s, worker_batch_size=size)
 
 
 def long_poll(s: Scenario, _: str | None) -> Scenario:
     """LISTEN/NOTIFY wake-ups (duroxide-pg-opt): empty fetches wait for a notify, then race."""
-    return replace(s, design=replace(s.design, long_poll=True))
+    return _design(s, long_poll=True)
 
 
 def no_client_polling(s: Scenario, _: str | None) -> Scenario:
     """The client is told when the orchestration completes instead of polling its status."""
-    return replace(s, design=replace(s.design, client_notified=True))
+    return _design(s, client_notified=True)
 
 
 def activity_context_cached(s: Scenario, _: str | None) -> Scenario:
     """The worker skips the history read (fetch_history) before each activity."""
-    return replace(s, design=replace(s.design, activity_context_read=False))
+    return _design(s, activity_context_read=False)
 
 
 def pipelining(s: Scenario, _: str | None) -> Scenario:
     """Independent statements share round trips: ping+statement, client check, ack+next fetch."""
-    return replace(s, design=replace(s.design, pipelining=True))
+    return _design(s, pipelining=True)
 
 
 def server_side_turns(s: Scenario, _: str | None) -> Scenario:
     """An orchestration turn runs inside the database: one call per turn instead of two."""
-    return replace(s, design=replace(s.design, server_side_turns=True))
+    return _design(s, server_side_turns=True)
 
 
 def no_stored_procedures(s: Scenario, _: str | None) -> Scenario:
     """The provider before its stored procedures: fetch 7 statements, ack 8 + one per event."""
-    return replace(s, design=replace(s.design, stored_procedures=False))
+    return _design(s, stored_procedures=False)
 
 
 def pool_size(s: Scenario, n: str | None) -> Scenario:

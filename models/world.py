@@ -3,6 +3,7 @@ client and workload, each with its own random stream; then runs one replication 
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 
@@ -96,14 +97,20 @@ class _CountingEnvironment(simpy.Environment):
         super().step()
 
 
+@functools.cache
+def _replayed_arrivals(path: str) -> tuple[float, ...]:
+    """A trace's start times in seconds from its first, read once for all replications."""
+    starts = sorted(o.start_ms for o in read_trace(path).orchestrations)
+    return tuple((t - starts[0]) / 1000.0 for t in starts)
+
+
 def arrival_times(scenario: Scenario, streams: Streams) -> list[float] | None:
     """Open mode: Poisson arrivals for `duration_s`, or a trace's start times replayed."""
     workload = scenario.workload
     if workload.mode != "open":
         return None
     if workload.arrival_trace:
-        starts = sorted(o.start_ms for o in read_trace(workload.arrival_trace).orchestrations)
-        return [(t - starts[0]) / 1000.0 for t in starts]
+        return list(_replayed_arrivals(workload.arrival_trace))
     rng = streams["workload.arrivals"]
     times, t = [], 0.0
     while True:
