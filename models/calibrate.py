@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from models.ingest import FETCHES, LogData, ProviderCall, Statement
+from models.ingest import FETCHES, LogData, ProviderCall, Statement, match_provider_calls
 from sim.stats import percentile
 from sim.trace import Trace
 
@@ -196,10 +196,8 @@ def fit(data: LogData) -> Fit:
 
 
 def _statement_pairs(data: LogData) -> list[tuple[Statement, ProviderCall]]:
-    from models.ingest import _match_provider_calls
-
     timed = [s for s in data.statements if s.end_s is not None]
-    matches = _match_provider_calls(timed, data.provider_calls)
+    matches = match_provider_calls(timed, data.provider_calls)
     by_id = {id(s): s for s in timed}
     return [(by_id[k], call) for k, call in matches.items()]
 

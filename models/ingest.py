@@ -101,7 +101,7 @@ class LogData:
         if not timed:
             return []
         origin = min(s.end_s - s.elapsed_ms / 1000.0 for s in timed)
-        matches = _match_provider_calls(timed, self.provider_calls)
+        matches = match_provider_calls(timed, self.provider_calls)
         out = []
         for statement in sorted(timed, key=lambda s: s.end_s):
             record = {
@@ -119,7 +119,7 @@ class LogData:
         return out
 
 
-def _match_provider_calls(statements: list[Statement], calls: list[ProviderCall]) -> dict:
+def match_provider_calls(statements: list[Statement], calls: list[ProviderCall]) -> dict:
     """Pair each provider-call line with the statement that ended just before it (same op)."""
     by_op: dict[str, list[Statement]] = {}
     for s in statements:
