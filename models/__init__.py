@@ -1,2 +1,18 @@
-"""The duroxide runtime on its PostgreSQL provider, and the workloads that drive it, wired from
-the generic blocks in `sim`."""
+"""durosim: a discrete-event simulator of the duroxide durable-execution runtime on PostgreSQL.
+
+The package's parts, by concern:
+- `durosim.sim`: generic blocks (link, database server, pool, dispatcher loop, distributions,
+  random streams, config loading, statistics), nothing of duroxide;
+- `durosim.model`: duroxide on PostgreSQL, wired from those blocks;
+- `durosim.experiments`: replications, comparisons, sweeps, capacity searches, the benchmark;
+- `durosim.evidence`: the trace format, log ingest, calibration, validation;
+- `durosim.lab`: the real runtime on a real PostgreSQL, for `durosim record`;
+- `durosim.cli`: the `durosim` command; `durosim.plots`: figures from result rows.
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("durosim")
+except PackageNotFoundError:  # pragma: no cover - only when run from an uninstalled tree
+    __version__ = "0+unknown"

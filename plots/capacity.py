@@ -1,5 +1,6 @@
-"""Capacity figures from `models.capacity` results: the throughput-latency curve with the
-objective and the knee, and a heat map of the highest sustained rate over two parameters."""
+"""Capacity figures from `durosim.experiments.capacity` results: the throughput-latency curve
+with the objective and the knee, and a heat map of the highest sustained rate over two
+parameters."""
 
 from __future__ import annotations
 

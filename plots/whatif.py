@@ -1,4 +1,5 @@
-"""What-if figures, each from result rows (`models.compare` and the RTT sweep), never simulating."""
+"""What-if figures, each from result rows (`durosim.experiments.compare` and the RTT sweep),
+never simulating."""
 
 from __future__ import annotations
 

@@ -23,10 +23,11 @@ import types
 import typing
 from pathlib import Path
 
-from sim.dist import Dist, DistError, dist_from_toml
+from durosim.sim.dist import Dist, DistError, dist_from_toml
+from durosim.sim.errors import InputError
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError):
     """A configuration that cannot be used; the message names the key and what is allowed."""
 
 

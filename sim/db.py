@@ -24,9 +24,9 @@ from dataclasses import dataclass
 
 import simpy
 
-from sim.network import Link
-from sim.pool import Pool
-from sim.server import DbServer
+from durosim.sim.network import Link
+from durosim.sim.pool import Pool
+from durosim.sim.server import DbServer
 
 # A call's timeline: (start, acquired, at_server, commit, reply, end), in seconds.
 CallTimes = tuple[float, float, float, float, float, float]

@@ -13,12 +13,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from durosim.sim.errors import InputError
+
 _BLOCK = 512
 # z such that P(Z <= z) = 0.99 for a standard normal.
 _Z99 = 2.3263478740408408
 
 
-class DistError(ValueError):
+class DistError(InputError):
     """A distribution written wrongly in a scenario."""
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sim.dist import Dist
+from durosim.sim.dist import Dist
 
 
 class Link:

@@ -4,7 +4,7 @@ first come, first served, over connections opened lazily.
 A caller takes a permit; if an idle connection exists it gets the one idle longest (sqlx keeps
 idle connections in a FIFO queue), otherwise the pool opens a new one for it. A released
 connection goes straight to the longest waiting caller, or back to the idle queue. What a caller
-does with the connection (pings, statements) is the caller's business: see `sim.db`.
+does with the connection (pings, statements) is the caller's business: see `durosim.sim.db`.
 Left out: idle timeout and max lifetime (10 and 30 minutes in sqlx, beyond any run here), and the
 acquire timeout (30 s), which the runs here never reach. A pool that may not open another
 connection (the server's `ConnectionLimit`) makes its caller wait for one of its own.
@@ -16,7 +16,7 @@ from collections import deque
 
 import simpy
 
-from sim.stats import Level
+from durosim.sim.stats import Level
 
 
 class Connection:

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 
-from sim.dist import Const, Dist
+from durosim.sim.dist import Const, Dist
 
 
 class DbServer:

@@ -5,7 +5,7 @@ import json
 
 from click.testing import CliRunner
 
-from models.cli import main as durosim
+from durosim.cli import main as durosim
 
 
 def test_quick_bench_reports_every_measurement_with_its_target():

@@ -5,12 +5,12 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from models.capacity import capacity, knee, parse_slo
-from models.cli import main
-from models.scenario import load_table
-from models.world import arrival_times, simulate
-from sim.config import ConfigError
-from sim.rng import Streams
+from durosim.cli import main
+from durosim.experiments.capacity import capacity, knee, parse_slo
+from durosim.model.scenario import load_table
+from durosim.model.world import arrival_times, simulate
+from durosim.sim.config import ConfigError
+from durosim.sim.rng import Streams
 
 
 def open_scenario(*extra):

@@ -5,8 +5,8 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from models.cli import main
-from sim.trace import read_trace
+from durosim.cli import main
+from durosim.evidence.trace_format import read_trace
 
 
 @pytest.fixture

@@ -3,11 +3,11 @@
 import pytest
 import simpy
 
-from sim.db import DbClient, PoolBehaviour
-from sim.dist import Const
-from sim.network import Link
-from sim.pool import ConnectionLimit, Pool
-from sim.server import DbServer
+from durosim.sim.db import DbClient, PoolBehaviour
+from durosim.sim.dist import Const
+from durosim.sim.network import Link
+from durosim.sim.pool import ConnectionLimit, Pool
+from durosim.sim.server import DbServer
 
 R = 0.050  # seconds
 

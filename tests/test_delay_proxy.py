@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from models.delay_proxy import DelayProxy, ProxyProcess
+from durosim.lab.delay_proxy import DelayProxy, ProxyProcess
 
 ROUND_TRIPS = 30
 

@@ -3,7 +3,7 @@
 import pytest
 import simpy
 
-from sim.dispatch import Dispatcher, MinPollInterval, SleepAfterEmpty
+from durosim.sim.dispatch import Dispatcher, MinPollInterval, SleepAfterEmpty
 
 
 def run_loop(wakeup, fetch_s, until, items=()):

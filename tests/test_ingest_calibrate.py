@@ -5,11 +5,11 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from models.calibrate import CalibrationError, fit
-from models.cli import main
-from models.ingest import IngestError, parse_duration_ms, read_logs
-from models.scenario import load
-from sim.trace import read_trace
+from durosim.cli import main
+from durosim.evidence.calibrate import CalibrationError, fit
+from durosim.evidence.ingest import IngestError, parse_duration_ms, read_logs
+from durosim.evidence.trace_format import read_trace
+from durosim.model.scenario import load
 
 LOG_RTT_MS = 50.76  # the lab's measured `select 1` time for this run
 

@@ -7,17 +7,17 @@ import simpy
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from models.client import Client
-from models.profiles import PROFILES
-from models.provider import PostgresProvider
-from models.queues import CallLog, Instance
-from models.scenario import load_table
-from models.world import simulate
-from sim.db import DbClient, PoolBehaviour
-from sim.dist import Const
-from sim.network import Link
-from sim.pool import Pool
-from sim.server import DbServer
+from durosim.model.client import Client
+from durosim.model.profiles import PROFILES
+from durosim.model.provider import PostgresProvider
+from durosim.model.queues import CallLog, Instance
+from durosim.model.scenario import load_table
+from durosim.model.world import simulate
+from durosim.sim.db import DbClient, PoolBehaviour
+from durosim.sim.dist import Const
+from durosim.sim.network import Link
+from durosim.sim.pool import Pool
+from durosim.sim.server import DbServer
 
 R = 0.040
 

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 import simpy
 
-from sim.dist import Exponential, LogNormal, Normal, Uniform
-from sim.pool import Pool
-from sim.rng import Streams
-from sim.server import DbServer
-from sim.stats import mean
+from durosim.sim.dist import Exponential, LogNormal, Normal, Uniform
+from durosim.sim.pool import Pool
+from durosim.sim.rng import Streams
+from durosim.sim.server import DbServer
+from durosim.sim.stats import mean
 
 
 def erlang_c_wait(c: int, lam: float, mu: float) -> float:

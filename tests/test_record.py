@@ -14,18 +14,18 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from models.calibrate import fit, from_trace
-from models.cli import main
-from models.pg_cluster import throwaway_cluster
-from models.validate import compare
-from sim.trace import read_trace
+from durosim.cli import main
+from durosim.evidence.calibrate import fit, from_trace
+from durosim.evidence.trace_format import read_trace
+from durosim.evidence.validate import compare
+from durosim.lab.cluster import throwaway_cluster
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def durosim(*args, **popen):
     """`durosim ...` as a user runs it: a process of its own."""
-    command = [sys.executable, "-c", "from models.cli import main; main()", *map(str, args)]
+    command = [sys.executable, "-c", "from durosim.cli import main; main()", *map(str, args)]
     return subprocess.Popen(
         command,
         cwd=ROOT,

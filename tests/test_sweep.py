@@ -6,11 +6,11 @@ import sys
 import pytest
 from click.testing import CliRunner
 
-from models import sweep as sweeps
-from models.cli import main as durosim
-from models.scenario import load
-from models.world import simulate
-from sim.stats import mean_ci
+from durosim.cli import main as durosim
+from durosim.experiments import sweep as sweeps
+from durosim.model.scenario import load
+from durosim.model.world import simulate
+from durosim.sim.stats import mean_ci
 from tests.conftest import ROOT
 
 GRID = ["--grid", "network.rtt_ms=10,50", "--grid", "runtime_options.worker_concurrency=2,4"]

@@ -1,7 +1,7 @@
 """The model against real measurements (traces/): each prediction within its tolerance.
 
-Tolerances (models.validate.tolerance_pct) are the project's targets: at RTT >= 20 ms mean, p50
-and throughput within 10% and p95 within 15%; below 20 ms, where the 100 ms poll quantises
+Tolerances (durosim.evidence.validate.tolerance_pct) are the project's targets: at RTT >= 20 ms
+mean, p50 and throughput within 10% and p95 within 15%; below 20 ms, where the 100 ms poll quantises
 latency and two real runs differ by up to 20%, 25%. Known gaps are strict xfails: each says why,
 and the test fails once the gap closes so the report gets updated.
 """
@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from models.validate import compare, cross_checks, predict, scenario_for
-from sim.config import ConfigError
-from sim.trace import TraceError, read_trace
+from durosim.evidence.trace_format import TraceError, read_trace
+from durosim.evidence.validate import compare, cross_checks, predict, scenario_for
+from durosim.sim.config import ConfigError
 
 TRACES = Path(__file__).resolve().parent.parent / "traces"
 LAB = sorted((TRACES / "lab").glob("*.jsonl"))
@@ -105,7 +105,7 @@ def test_a_trace_of_warmups_only_cannot_be_compared(tmp_path):
 def test_calibrating_on_a_runs_own_log_closes_the_gap(tmp_path):
     """The RTT-75 run misses on p50 with the lab's per-call costs; fitted to its own call
     records (`durosim calibrate`), the model predicts it within tolerance."""
-    from models.calibrate import fit, from_trace, scenario_toml
+    from durosim.evidence.calibrate import fit, from_trace, scenario_toml
 
     trace = read_trace(TRACES / "recorded" / "rtt75_f5_2x2_seq_calls.jsonl")
     fitted = fit(from_trace(trace))

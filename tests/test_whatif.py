@@ -5,12 +5,12 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from models.cli import main
-from models.compare import compare
-from models.scenario import load, load_table
-from models.whatif import OPTIONS, apply
-from models.world import simulate
-from sim.config import ConfigError
+from durosim.cli import main
+from durosim.experiments.compare import compare
+from durosim.model.scenario import load, load_table
+from durosim.model.whatif import OPTIONS, apply
+from durosim.model.world import simulate
+from durosim.sim.config import ConfigError
 
 
 @pytest.fixture
@@ -155,12 +155,12 @@ def test_plot_redraws_saved_rows_without_simulating(root, tmp_path, monkeypatch)
     result = runner.invoke(main, ["compare", str(root / "configs/lab.toml"), "colocate",
                                   "--json", "--replications", "2"])  # fmt: skip
     rows.write_text(result.output)
-    import models.world
+    import durosim.model.world
 
     def no_simulation(*args, **kwargs):
         raise AssertionError("plot must not simulate")
 
-    monkeypatch.setattr(models.world, "simulate", no_simulation)
+    monkeypatch.setattr(durosim.model.world, "simulate", no_simulation)
     for kind, name in (("options", "a.png"), ("breakdown", "b.svg")):
         out = tmp_path / name
         done = runner.invoke(main, ["plot", str(rows), "--kind", kind, "--out", str(out)])

@@ -1,0 +1,1 @@
+"""The shipped scenarios, installed with durosim as package data (`durosim scenarios` lists them)."""

@@ -1,0 +1,126 @@
+"""`durosim capacity`: the highest sustainable arrival rate within a latency objective."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import click
+
+from durosim.cli.common import load_scenario
+from durosim.cli.paths import figure_path
+from durosim.experiments.capacity import capacity as find_capacity
+from durosim.experiments.capacity import parse_slo
+from durosim.sim.config import ConfigError, parse_override, toml_value
+from durosim.sim.errors import InputError
+
+
+def _vary(text: str) -> tuple[str, list]:
+    key, _, values = text.partition("=")
+    if not values:
+        raise ConfigError(f"--vary {text!r}: expected KEY=V1,V2,... e.g. host.nodes=1,2,4")
+    return key.strip(), [parse_override(f"{key}={v}")[1] for v in values.split(",") if v.strip()]
+
+
+@click.command()
+@click.argument("scenario", type=click.Path(dir_okay=False))
+@click.option("--slo", required=True, help='Latency objective, e.g. "p95<2s", "p99<500ms".')
+@click.option(
+    "--vary",
+    "varies",
+    multiple=True,
+    metavar="KEY=V1,V2,...",
+    help="Find the capacity for each value (twice: a grid, drawn as a heat map).",
+)
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Change the scenario first (repeatable).",
+)
+@click.option("--replications", type=click.IntRange(min=1), default=3, show_default=True)
+@click.option(
+    "--duration-s",
+    type=click.FloatRange(min=1.0),
+    default=60.0,
+    show_default=True,
+    help="Seconds of arrivals per tried rate.",
+)
+@click.option("--warmup-s", type=click.FloatRange(min=0.0), default=10.0, show_default=True)
+@click.option(
+    "--plot",
+    type=click.Path(dir_okay=False),
+    help="Throughput-latency curve (.png or .svg); with --vary, one per value.",
+)
+@click.option(
+    "--heatmap",
+    type=click.Path(dir_okay=False),
+    help="With two --vary: the highest sustained rate over the grid.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def capacity(scenario, slo, varies, overrides, replications, duration_s, warmup_s, plot,
+             heatmap, as_json):  # fmt: skip
+    """The highest arrival rate (Poisson, open loop) SCENARIO sustains within the SLO, the
+    knee of its throughput-latency curve, and which resource saturates first."""
+    figure_path(plot)
+    figure_path(heatmap)
+    if duration_s <= warmup_s:
+        raise InputError("--duration-s must be longer than --warmup-s")
+    if len(varies) > 2:
+        raise InputError("--vary: at most two parameters (a heat map)")
+    if heatmap and len(varies) != 2:
+        raise InputError("--heatmap needs two --vary parameters")
+    objective = parse_slo(slo)
+    axes = [_vary(v) for v in varies]
+    base_overrides = tuple(overrides)
+    load_scenario(scenario, base_overrides, None, None)  # a bad scenario fails before any work
+    combos = list(itertools.product(*(values for _, values in axes))) or [()]
+    results = []
+    for combo in combos:
+        extra = tuple(f"{key}={toml_value(v)}" for (key, _), v in zip(axes, combo))
+        s = load_scenario(scenario, base_overrides + extra, None, None)
+        result = find_capacity(s, objective, replications, duration_s, warmup_s)
+        result["slo_limit_ms"] = objective.limit_ms
+        result["values"] = {key: v for (key, _), v in zip(axes, combo)}
+        results.append(result)
+        if plot:
+            from durosim.plots.capacity import throughput_latency
+
+            name = plot if len(combos) == 1 else _suffixed(plot, combo)
+            throughput_latency(result).savefig(name, dpi=110)
+    if heatmap:
+        from durosim.plots.capacity import heatmap as draw
+
+        rows = [{**r["values"], "max_rate_per_s": r["max_rate_per_s"]} for r in results]
+        draw(rows, axes[0][0], axes[1][0]).savefig(heatmap, dpi=110)
+    if as_json:
+        click.echo(json.dumps(results if varies else results[0], indent=2))
+        return
+    for r in results:
+        label = ", ".join(f"{k}={v}" for k, v in r["values"].items())
+        if label:
+            click.echo(f"== {label}")
+        if r["max_rate_per_s"] is None:
+            click.echo(f"no rate meets {r['slo']}, not even the lowest tried")
+            continue
+        at = r["at_max"]
+        click.echo(
+            f"highest rate within {r['slo']}: {r['max_rate_per_s']:.4g}/s "
+            f"(p50 {at['latency_ms']['p50']:.0f} ms, p95 {at['latency_ms']['p95']:.0f} ms)"
+        )
+        if r["knee"]:
+            click.echo(
+                f"knee of the throughput-latency curve: {r['knee']['throughput_per_s']:.4g}/s"
+            )
+        click.echo(
+            f"saturates first: {r['saturates_first']} "
+            + "("
+            + ", ".join(f"{k} {v * 100:.0f}%" for k, v in at["utilisation"].items())
+            + " busy at the highest rate)"
+        )
+
+
+def _suffixed(path: str, combo: tuple) -> str:
+    stem, dot, suffix = path.rpartition(".")
+    return f"{stem}-{'-'.join(str(v) for v in combo)}{dot}{suffix}"

@@ -1,0 +1,21 @@
+"""What every command shares: loading a scenario with its overrides."""
+
+from __future__ import annotations
+
+from durosim.model import scenario as scenarios
+
+
+def load_scenario(
+    name_or_path: str,
+    overrides: tuple[str, ...] | list[str] = (),
+    seed: int | None = None,
+    replications: int | None = None,
+) -> scenarios.Scenario:
+    """A scenario file or a shipped scenario's name, with `--set`, `--seed` and
+    `--replications` applied."""
+    extra = list(overrides)
+    if seed is not None:
+        extra.append(f"seed={seed}")
+    if replications is not None:
+        extra.append(f"replications={replications}")
+    return scenarios.load(name_or_path, extra)

@@ -1,0 +1,65 @@
+"""`durosim plot`: figures from saved result rows (the JSON of `compare` or `capacity`), without
+simulating again."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from durosim.cli.paths import figure_path
+from durosim.sim.errors import InputError
+
+KINDS = ("options", "breakdown", "capacity")
+
+
+def _kind_of(data: object) -> str | None:
+    if isinstance(data, dict) and isinstance(data.get("rows"), list):
+        return "options"
+    if isinstance(data, dict) and isinstance(data.get("points"), list):
+        return "capacity"
+    return None
+
+
+@click.command()
+@click.argument("rows", type=click.Path(dir_okay=False))
+@click.option(
+    "--kind",
+    type=click.Choice(KINDS),
+    help="What to draw (default: options for compare rows, capacity for capacity).",
+)
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="The figure to write (.png or .svg).",
+)
+def plot(rows, kind, out):
+    """Draw a figure from ROWS, the JSON that `durosim compare --json` or `durosim capacity
+    --json` printed: options side by side, where the time goes, or the throughput-latency
+    curve."""
+    figure_path(out)
+    try:
+        data = json.loads(Path(rows).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"{rows}: no such file") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise InputError(f"{rows}: not JSON ({err})") from None
+    found = _kind_of(data)
+    if found is None:
+        raise InputError(f"{rows}: not the JSON of `durosim compare` or `durosim capacity`")
+    kind = kind or found
+    if (kind == "capacity") != (found == "capacity"):
+        raise InputError(f"--kind {kind} does not fit {rows}, which holds {found} rows")
+    if kind == "options":
+        from durosim.plots.whatif import options_side_by_side as draw
+    elif kind == "breakdown":
+        from durosim.plots.whatif import breakdown_bars as draw
+    else:
+        from durosim.plots.capacity import throughput_latency as draw
+    try:
+        draw(data).savefig(out, dpi=110)
+    except (KeyError, TypeError) as err:
+        raise InputError(f"{rows}: a row lacks {err}; expected the JSON of durosim") from None
+    click.echo(f"wrote {out}")

@@ -1,0 +1,90 @@
+"""`durosim record`: the real runtime on a real PostgreSQL, measured into a trace."""
+
+from __future__ import annotations
+
+import click
+
+from durosim.lab.recorder import MODES
+from durosim.lab.recorder import record as record_run
+
+
+@click.command()
+@click.option(
+    "--rtt-ms",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    metavar="MS",
+    help="Round-trip time to add between runtime and database (0: no proxy).",
+)
+@click.option("--fanout", type=click.IntRange(min=1), default=5, show_default=True, metavar="N")
+@click.option(
+    "--activity-ms",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    metavar="MS",
+    help="How long each activity runs.",
+)
+@click.option(
+    "--concurrency",
+    default="2:2",
+    show_default=True,
+    metavar="O:W",
+    help="orchestration_concurrency:worker_concurrency.",
+)
+@click.option("--mode", type=click.Choice(MODES), default="sequential", show_default=True)
+@click.option(
+    "--in-flight",
+    type=click.IntRange(min=1),
+    metavar="K",
+    help="closed, stress: orchestrations in flight [default: 4].",
+)
+@click.option(
+    "--count",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="sequential, closed: measured orchestrations [default: 20].",
+)
+@click.option(
+    "--duration-s",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="S",
+    help="stress: how long the pump keeps K in flight [default: 10].",
+)
+@click.option(
+    "--warmup",
+    type=click.IntRange(min=0),
+    default=3,
+    show_default=True,
+    metavar="N",
+    help='Orchestrations run first, one at a time, marked "warmup".',
+)
+@click.option(
+    "--poll-interval-ms",
+    type=click.IntRange(min=1),
+    default=100,
+    show_default=True,
+    metavar="MS",
+    help="RuntimeOptions.dispatcher_poll_interval_ms.",
+)
+@click.option(
+    "--pool-size",
+    type=click.IntRange(min=1),
+    default=10,
+    show_default=True,
+    metavar="N",
+    help="Connection pool size (DUROXIDE_PG_POOL_MAX).",
+)
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Trace file to write.")
+@click.option(
+    "--dsn",
+    metavar="URL",
+    help="Record against this database (postgres://...) in a fresh schema, dropped after, "
+    "instead of a throwaway cluster.",
+)
+@click.option("--calls", is_flag=True, help="Also add one call record per provider statement.")
+def record(**options):
+    """Run the real duroxide runtime against a real PostgreSQL and write a durosim-trace/1 file
+    of what it measured (needs the record extra: pip install 'durosim[record]')."""
+    click.echo(record_run(options))

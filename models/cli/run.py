@@ -1,0 +1,210 @@
+"""`durosim run` and `durosim scenarios`: simulate one scenario and report it; list the shipped
+ones."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from durosim.cli.common import load_scenario
+from durosim.cli.paths import figure_path, output_path
+from durosim.evidence.trace_format import write_trace
+from durosim.experiments.results import run_replications, summarize
+from durosim.model.scenario import Scenario, shipped
+from durosim.model.world import simulate
+from durosim.sim.config import read_toml
+from durosim.sim.errors import InputError
+
+
+def _describe(s: Scenario) -> str:
+    w, o = s.workload, s.runtime_options
+    mode = {
+        "sequential": "one at a time",
+        "closed": f"{w.in_flight} in flight (closed)",
+        "stress": f"stress test, {w.in_flight} in flight for {w.duration_s:g} s",
+        "open": (
+            f"arrivals replayed from {w.arrival_trace}"
+            if w.arrival_trace
+            else f"open arrivals at {w.arrival_rate_per_s:g}/s for {w.duration_s:g} s"
+        ),
+    }[w.mode]
+    nodes = f"{s.host.nodes} nodes, " if s.host.nodes > 1 else ""
+    return (
+        f"{s.name} ({s.runtime}): RTT {s.network.rtt.mean * 1000:g} ms, {nodes}"
+        f"{o.orchestration_concurrency}:{o.worker_concurrency}, pool {s.pool.size}, "
+        f"poll {o.dispatcher_poll_interval_s * 1000:g} ms, fan-out {w.fanout} x "
+        f"{w.activity.mean * 1000:g} ms activities, {mode}"
+    )
+
+
+def _ci_text(value: float | None) -> str:
+    return "" if value is None else f" ± {value:.3g}"
+
+
+def _print_summary(s: Scenario, out: dict) -> None:
+    echo = click.echo
+    echo(_describe(s))
+    echo(
+        f"replications {out['replications']}, measured orchestrations {out['measured']}, "
+        f"completed {out['completed']}, failed {out['failed']}"
+    )
+    lat, ci = out["latency_ms"], out["latency_ci_ms"]
+    if lat["mean"] is None:
+        echo("no orchestration completed")
+        return
+    echo("")
+    echo("latency (ms)      mean      p50      p95      p99")
+    echo("               " + "  ".join(f"{lat[k]:>7.1f}" for k in ("mean", "p50", "p95", "p99")))
+    echo(
+        "  95% CI ±      "
+        + "  ".join(
+            f"{ci[k]:>7.1f}" if ci[k] is not None else "      -"
+            for k in ("mean", "p50", "p95", "p99")
+        )
+    )
+    echo(
+        f"throughput        {out['throughput_per_s']:.4g} orchestrations/s"
+        f"{_ci_text(out['throughput_ci_per_s'])}"
+    )
+    if "total_s" in out:
+        echo(
+            f"total time        {out['total_s']:.2f} s{_ci_text(out['total_ci_s'])} (pump + drain)"
+        )
+    echo(f"turns             {out['turns_per_orchestration']:.2f} per orchestration")
+    echo("")
+    echo("DB calls per orchestration")
+    calls = out["calls_per_orchestration"]
+    width = max(len(op) for op in calls) if calls else 10
+    for op, count in calls.items():
+        echo(f"  {op:<{width}}  {count:7.2f}")
+    echo(f"  {'total':<{width}}  {sum(calls.values()):7.2f}")
+    echo("")
+    echo("where the time goes (critical path, mean ms per orchestration)")
+    total = sum(out["breakdown_ms"].values())
+    for part, ms in out["breakdown_ms"].items():
+        share = ms / total * 100.0 if total else 0.0
+        echo(f"  {part:<15} {ms:9.1f}  {share:5.1f}%")
+    echo(f"  {'latency':<15} {total:9.1f}")
+    echo("")
+    echo(
+        f"pool: {out['pool_in_use_mean']:.2f} of {s.pool.size} connections busy on average, "
+        f"{out['pool_waiting_mean']:.2f} callers waiting; "
+        f"database cores {out['server_utilisation'] * 100:.1f}% busy"
+    )
+    echo(
+        f"slots busy: orchestration {out['orchestration_slot_utilisation'] * 100:.0f}%, "
+        f"worker {out['worker_slot_utilisation'] * 100:.0f}%; queued on average: "
+        f"{out['orchestrator_queue_mean']:.2f} orchestrator messages, "
+        f"{out['worker_queue_mean']:.2f} work items"
+    )
+
+
+@click.command()
+@click.argument("scenario")
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Change one scenario value, e.g. --set network.rtt_ms=50 (repeatable).",
+)
+@click.option("--seed", type=int, help="Random seed (default: the scenario's).")
+@click.option("--replications", type=click.IntRange(min=1), help="Independent replications.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of tables.")
+@click.option(
+    "--trace",
+    "trace_out",
+    type=click.Path(dir_okay=False),
+    help="Also write replication 0 as a durosim-trace/1 file, with one record per call.",
+)
+@click.option(
+    "--timeline",
+    type=click.Path(dir_okay=False),
+    help="Also draw one orchestration's timeline: client, slots and connections as lanes, calls "
+    "as bars (.png or .svg).",
+)
+@click.option(
+    "--trace-events",
+    type=click.Path(dir_okay=False),
+    help="Also write replication 0 as a Chrome trace event file (opens in Perfetto).",
+)
+def run(scenario, overrides, seed, replications, as_json, trace_out, timeline, trace_events):
+    """Simulate SCENARIO (a TOML file, or a shipped scenario's name: see `durosim scenarios`)
+    and report latency, throughput, DB calls and where the time goes."""
+    figure_path(timeline)
+    output_path(trace_out)
+    output_path(trace_events)
+    s = load_scenario(scenario, overrides, seed, replications)
+    runs = run_replications(s)
+    out = summarize(s, runs)
+    if trace_out or timeline or trace_events:
+        _write_replication_zero(s, trace_out, timeline, trace_events)
+    if as_json:
+        click.echo(json.dumps(out, indent=2))
+    else:
+        _print_summary(s, out)
+
+
+def _write_replication_zero(s: Scenario, trace_out, timeline, trace_events) -> None:
+    result = simulate(s, 0, keep_records=True)
+    if timeline:
+        from durosim.plots.timeline import timeline as draw
+
+        first = next(r for r in result.records if r.get("type") == "orchestration"
+                     and not r["warmup"] and "status" not in r)  # fmt: skip
+        draw(result.records, first["instance"]).savefig(timeline, dpi=110)
+    if trace_events:
+        from durosim.experiments.chrome_trace import chrome_trace
+
+        Path(trace_events).write_text(json.dumps(chrome_trace(result.records)), encoding="utf-8")
+    if trace_out:
+        _write_simulated_trace(s, result, trace_out)
+
+
+def _write_simulated_trace(s: Scenario, result, path: str) -> None:
+    o, w = s.runtime_options, s.workload
+    conditions = {
+        "runtime": s.runtime,
+        "rtt_ms": s.network.rtt.mean * 1000.0,
+        "fanout": w.fanout,
+        "activity_ms": w.activity.mean * 1000.0,
+        "orchestration_concurrency": o.orchestration_concurrency,
+        "worker_concurrency": o.worker_concurrency,
+        "poll_interval_ms": o.dispatcher_poll_interval_s * 1000.0,
+        "pool_size": s.pool.size,
+        "mode": w.mode,
+        "in_flight": 1 if w.mode == "sequential" else w.in_flight,
+    }
+    if w.mode == "stress":
+        conditions["duration_s"] = w.duration_s
+    records = list(result.records)
+    if w.mode == "stress":
+        records.append(
+            {
+                "type": "summary",
+                "completed": result.completed,
+                "throughput_per_s": result.throughput_per_s,
+                "total_s": result.total_s,
+            }
+        )
+    try:
+        write_trace(
+            path,
+            f"durosim simulation of {s.name}, seed {s.seed}, replication 0",
+            conditions,
+            records,
+        )
+    except OSError as err:
+        raise InputError(f"{path}: cannot write the trace ({err.strerror})") from None
+
+
+@click.command()
+def scenarios():
+    """List the scenarios shipped with durosim, which `durosim run NAME` and the other commands
+    take by name."""
+    found = shipped()
+    width = max(len(name) for name in found)
+    for name, path in found.items():
+        click.echo(f"{name:<{width}}  {read_toml(path).get('description', '')}")

@@ -1,0 +1,142 @@
+"""`durosim sweep` and `durosim bench`: many scenarios on every core, and how fast that is."""
+
+from __future__ import annotations
+
+import json
+from contextlib import ExitStack
+
+import click
+
+from durosim.cli.common import load_scenario
+from durosim.cli.paths import output_path
+from durosim.experiments import sweep as sweeps
+from durosim.model.scenario import read_table
+
+
+def _workers(executor: str, workers: int) -> str:
+    if executor == "dask":
+        return f"Dask, {workers} worker threads"
+    return "in this process" if workers == 1 else f"{workers} processes"
+
+
+@click.command()
+@click.argument("scenario", type=click.Path(dir_okay=False))
+@click.option(
+    "--grid",
+    "grids",
+    multiple=True,
+    required=True,
+    metavar="KEY=V1,V2,...",
+    help="Values of one scenario key, read as TOML like --set (repeatable: the sweep runs "
+    "every combination).",
+)
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Change one scenario value at every point (repeatable).",
+)
+@click.option(
+    "--replications",
+    type=click.IntRange(min=1),
+    help="Replications per point (default: the scenario's).",
+)
+@click.option(
+    "--jobs",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Local processes running points (1: in this process).",
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False),
+    default="sweep.csv",
+    show_default=True,
+    help="CSV of one row per point; the points it already holds are skipped (resume).",
+)
+@click.option(
+    "--executor",
+    type=click.Choice(["local", "dask"]),
+    default="local",
+    show_default=True,
+    help=f"dask: run the points on a Dask cluster ({sweeps.DASK_INSTALL}).",
+)
+@click.option(
+    "--scheduler",
+    metavar="ADDRESS",
+    help="The Dask scheduler, e.g. tcp://h:8786 (its workers need durosim installed).",
+)
+def sweep(scenario, grids, overrides, replications, jobs, out, executor, scheduler):
+    """Simulate SCENARIO at every combination of the --grid values and write one CSV row per
+    point: latency mean and percentiles, throughput and total time, each with its 95% CI
+    across replications, DB calls, pool and server use, and the point's wall time."""
+    grid = sweeps.parse_grid(grids)
+    runner = sweeps.executor(executor, jobs, scheduler)
+    # the file and --set, checked alone first
+    load_scenario(scenario, overrides, None, replications)
+    output_path(out)
+    table = read_table(scenario)
+    extra = list(overrides) + ([f"replications={replications}"] if replications else [])
+
+    with ExitStack() as stack:
+        bar: list = []
+
+        def start(todo: int, resumed: int) -> None:
+            if resumed:
+                click.echo(
+                    f"{resumed} of {todo + resumed} points already in {out}; {todo} to run",
+                    err=True,
+                )
+            if not todo:
+                return
+            bar.append(
+                stack.enter_context(
+                    click.progressbar(
+                        length=todo,
+                        label=f"sweep ({_workers(executor, runner.workers)})",
+                        show_eta=True,
+                        show_pos=True,
+                        file=click.get_text_stream("stderr"),
+                    )
+                )
+            )
+
+        with runner:
+            result = sweeps.run_sweep(
+                scenario,
+                table,
+                extra,
+                grid,
+                out,
+                runner,
+                on_start=start,
+                on_row=lambda row: bar[0].update(1),
+            )
+    if result.computed:
+        per_point = result.wall_s / result.computed
+        computing = sum(result.point_wall_s) / result.computed
+        click.echo(
+            f"{result.computed} points in {result.wall_s:.2f} s: {per_point * 1000:.1f} ms a "
+            f"point ({computing * 1000:.1f} ms simulating each; "
+            f"{_workers(executor, runner.workers)})",
+            err=True,
+        )
+    click.echo(
+        f"wrote {out}: {result.points} points ({result.computed} run, "
+        f"{result.resumed} already there)"
+    )
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option("--quick", is_flag=True, help="Everything smaller: a smoke test, not a result.")
+def bench(as_json, quick):
+    """Measure on this machine: raw SimPy and the model in kernel events per second, one
+    replication of the Azure 152 ms stress scenario, scaling with 10x the orchestrations,
+    and a 200-point sweep on 1 and 2 processes, each against its target."""
+    from durosim.experiments.bench import render, run_bench
+
+    result = run_bench(quick, progress=lambda text: click.echo(text, err=True))
+    click.echo(json.dumps(result, indent=2) if as_json else render(result))

@@ -1,0 +1,151 @@
+"""`durosim validate`: the model against real traces."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from durosim.cli.paths import figure_path, output_path
+from durosim.evidence.trace_format import read_trace
+from durosim.sim.errors import InputError
+
+
+def _parse_tolerances(values: tuple[str, ...]) -> dict[str, float] | None:
+    from durosim.evidence.validate import ORCHESTRATION_METRICS, SUMMARY_METRICS
+
+    metrics = sorted(set(ORCHESTRATION_METRICS + SUMMARY_METRICS))
+    out: dict[str, float] = {}
+    for text in values:
+        name, _, pct = text.rpartition("=")
+        try:
+            value = float(pct.rstrip("%"))
+        except ValueError:
+            raise InputError(
+                f"--tolerance {text!r}: expected PCT or METRIC=PCT, e.g. p95_ms=15"
+            ) from None
+        if value < 0:
+            raise InputError(f"--tolerance {text!r}: a percentage must be >= 0")
+        if not name:
+            out.update({m: value for m in metrics})
+        elif name in metrics:
+            out[name] = value
+        else:
+            raise InputError(
+                f"--tolerance {text!r}: unknown metric {name!r}; use one of {', '.join(metrics)}"
+            )
+    return out or None
+
+
+def _trace_paths(paths: tuple[str, ...]) -> list[Path]:
+    found: list[Path] = []
+    for text in paths:
+        path = Path(text)
+        if path.is_dir():
+            found.extend(sorted(path.rglob("*.jsonl")))
+        else:
+            found.append(path)
+    return found
+
+
+@click.command()
+@click.argument("traces", nargs=-1, required=True, type=click.Path())
+@click.option(
+    "--base",
+    help="Scenario to start from, a file or a shipped name (default: the shipped one for the "
+    "trace's runtime).",
+)
+@click.option(
+    "--replications",
+    type=click.IntRange(min=1),
+    default=10,
+    show_default=True,
+    help="Replications per trace.",
+)
+@click.option(
+    "--tolerance",
+    "tolerances",
+    multiple=True,
+    metavar="[METRIC=]PCT",
+    help="Allowed error in %, for all metrics or one (repeatable). Default: 10% "
+    "(p95 15%) at RTT >= 20 ms, 25% below.",
+)
+@click.option(
+    "--infer",
+    type=click.Choice(["rtt"]),
+    help="First find the RTT at which the model reproduces each trace's throughput.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option(
+    "--report",
+    type=click.Path(dir_okay=False),
+    help="Also write a Markdown report (with --infer rtt: the published rows at their "
+    "stated RTT too, and the cross-checks between rows of one site).",
+)
+@click.option(
+    "--plot",
+    type=click.Path(dir_okay=False),
+    help="Also draw measured vs predicted latency CDFs, one panel per trace (.png, .svg).",
+)
+def validate(traces, base, replications, tolerances, infer, as_json, report, plot):
+    """Simulate the workload each TRACE (durosim-trace/1 file, or a folder of them) records and
+    compare predicted with measured. Exits 1 when a metric is outside its tolerance."""
+    from durosim.evidence.validate import compare, cross_checks
+
+    limits = _parse_tolerances(tolerances)
+    paths = _trace_paths(traces)
+    if not paths:
+        raise InputError(f"no .jsonl traces found in {', '.join(traces)}")
+    output_path(report)
+    figure_path(plot)
+    results = []
+    loaded = []
+    for path in paths:
+        trace = read_trace(path)
+        results.append(compare(trace, base, replications, limits, infer == "rtt"))
+        loaded.append(trace)
+    ok = all(r.ok for r in results)
+    if report:
+        from durosim.evidence.validation_report import markdown
+
+        stated = cross = None
+        if infer == "rtt":
+            stated = [compare(t, base, replications, limits) for t in loaded if t.summaries]
+            cross = cross_checks(results, loaded, base, replications)
+        Path(report).write_text(markdown(results, stated, cross), encoding="utf-8")
+    if plot:
+        from durosim.plots.validation import latency_cdfs
+
+        figure = latency_cdfs(
+            [
+                (Path(r.trace).stem, r.measured_latencies_ms, r.simulated_latencies_ms)
+                for r in results
+                if r.measured_latencies_ms
+            ]
+        )
+        figure.savefig(plot, dpi=110)
+    if as_json:
+        click.echo(json.dumps({"traces": [r.as_json() for r in results], "ok": ok}, indent=2))
+    else:
+        for r in results:
+            head = r.trace
+            if r.inferred_rtt_ms is not None:
+                head += f"  (stated RTT {r.stated_rtt_ms} ms, inferred {r.inferred_rtt_ms} ms)"
+            click.echo(head)
+            for metric, value in r.measured.items():
+                error = r.errors_pct[metric]
+                verdict = "ok" if abs(error) <= r.tolerances_pct[metric] else "OUTSIDE"
+                click.echo(
+                    f"  {metric:<18} measured {value:>10.4g}"
+                    f"  predicted {r.predicted[metric]:>10.4g}"
+                    f"  error {error:+7.1f}%  (tolerance {r.tolerances_pct[metric]:g}%)  {verdict}"
+                )
+            if "wasserstein_ms" in r.extra:
+                click.echo(
+                    f"  latency distribution: Kolmogorov-Smirnov {r.extra['ks_distance']:.2f}, "
+                    f"Wasserstein {r.extra['wasserstein_ms']:.3g} ms"
+                )
+        click.echo(f"{sum(r.ok for r in results)} of {len(results)} traces within tolerance")
+    sys.exit(0 if ok else 1)

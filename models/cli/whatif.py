@@ -1,0 +1,140 @@
+"""`durosim options` and `durosim compare`: the what-ifs, side by side."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from durosim.cli.common import load_scenario
+from durosim.cli.paths import figure_path
+from durosim.experiments.compare import compare as run_compare
+from durosim.model.whatif import OPTIONS
+from durosim.sim.errors import InputError
+
+
+def _signed(change: dict, unit: str) -> str:
+    if change.get("diff") is None:
+        return "-"
+    ci = f" ± {change['ci']:.3g}" if change.get("ci") is not None else ""
+    return f"{change['diff']:+.4g}{ci} {unit} ({change['pct']:+.1f}%)"
+
+
+@click.command()
+def options():
+    """List the what-ifs `durosim compare` takes (combine them with +)."""
+    width = max(len(o.usage) for o in OPTIONS.values())
+    for option in OPTIONS.values():
+        click.echo(f"{option.usage:<{width}}  {option.help}")
+
+
+@click.command()
+@click.argument("scenario", type=click.Path(dir_okay=False))
+@click.argument("whatifs", nargs=-1, required=True)
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Change the baseline first (repeatable).",
+)
+@click.option(
+    "--replications",
+    type=click.IntRange(min=1),
+    help="Replications per variant (default: the scenario's).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option(
+    "--plot",
+    type=click.Path(dir_okay=False),
+    help="Draw latency and throughput per option (.png or .svg).",
+)
+@click.option(
+    "--breakdown",
+    type=click.Path(dir_okay=False),
+    help="Draw where the time goes per option, stacked (.png or .svg).",
+)
+def compare(scenario, whatifs, overrides, replications, as_json, plot, breakdown):
+    """Run SCENARIO and each WHATIF (see `durosim options`; combine with +, e.g.
+    colocate+long_poll) on common random numbers, and print each one's latency, throughput,
+    DB calls and change against the baseline with a 95% confidence interval."""
+    figure_path(plot)
+    figure_path(breakdown)
+    base = load_scenario(scenario, overrides, None, replications)
+    result = run_compare(base, list(whatifs), replications)
+    if plot:
+        from durosim.plots.whatif import options_side_by_side
+
+        options_side_by_side(result).savefig(plot, dpi=110)
+    if breakdown:
+        from durosim.plots.whatif import breakdown_bars
+
+        breakdown_bars(result).savefig(breakdown, dpi=110)
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    rows = result["rows"]
+    width = max(12, max(len(r["option"]) for r in rows))
+    click.echo(
+        f"{result['scenario']} at RTT {result['rtt_ms']:g} ms, "
+        f"{rows[0]['replications']} replications each (common random numbers)"
+    )
+    click.echo(
+        f"{'option':<{width}}  {'p50 ms':>9} {'p95 ms':>9} {'p99 ms':>9} "
+        f"{'orch/s':>8} {'calls':>7}  change of mean latency / of throughput"
+    )
+    for r in rows:
+        lat = r["latency_ms"]
+        if lat["p50"] is None:
+            click.echo(f"{r['option']:<{width}}  no orchestration completed")
+            continue
+        calls = sum(r["calls_per_orchestration"].values())
+        change = r["change"]
+        text = (
+            ""
+            if not change
+            else (
+                f"{_signed(change['latency_mean_ms'], 'ms')} / "
+                f"{_signed(change['throughput_per_s'], '/s')}"
+            )
+        )
+        click.echo(
+            f"{r['option']:<{width}}  {lat['p50']:9.1f} {lat['p95']:9.1f} "
+            f"{lat['p99']:9.1f} {r['throughput_per_s']:8.3f} {calls:7.1f}  {text}"
+        )
+
+
+@click.command()
+@click.argument("scenario", type=click.Path(dir_okay=False))
+@click.option(
+    "--stress",
+    type=click.Path(dir_okay=False),
+    help="A stress-test scenario for the claims about the stress test's columns.",
+)
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Folder for report.md and its figures.",
+)
+@click.option(
+    "--rtt",
+    "rtts",
+    multiple=True,
+    type=click.FloatRange(min=0.001),
+    help="RTTs to simulate each remedy at (default 150, 70 and 1 ms).",
+)
+@click.option("--replications", type=click.IntRange(min=2), default=6, show_default=True)
+def report(scenario, stress, out, rtts, replications):
+    """Answer the seed analysis point by point for SCENARIO: each remedy's estimate beside its
+    simulated effect, the claims the simulation contradicts, and the figures."""
+    from durosim.experiments.seed_report import build
+
+    base = load_scenario(scenario, (), None, None)
+    stressed = load_scenario(stress, (), None, None) if stress else None
+    try:
+        page = build(base, stressed, tuple(rtts) or (150.0, 70.0, 1.0), replications, Path(out))
+    except OSError as err:
+        raise InputError(f"{out}: cannot write the report ({err.strerror})") from None
+    click.echo(f"wrote {page}")

@@ -1,0 +1,160 @@
+"""The `durosim-trace/1` format: JSON Lines, a header then records.
+
+    {"format": "durosim-trace/1", "source": "...", "conditions": {...}}
+    {"type": "orchestration", "instance": "i-1", "start_ms": 0.0, "end_ms": 1463.0, "warmup": false}
+    {"type": "summary", "completed": 20, "throughput_per_s": 0.36, "total_s": 55.56}
+    {"type": "call", "op": "fetch_work_item", "instance": "i-1", "start_ms": 10.0, "end_ms": 112.0}
+
+Unknown keys and record types are kept and ignored, so the format can grow. The simulator writes
+its own traces in the same format, so nothing downstream can tell simulated from measured.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from durosim.sim.errors import InputError
+
+FORMAT = "durosim-trace/1"
+
+
+class TraceError(InputError):
+    """A trace that cannot be read; the message names the file, the line and what is wrong."""
+
+
+@dataclass(frozen=True, slots=True)
+class Orchestration:
+    instance: str
+    start_ms: float
+    end_ms: float
+    warmup: bool = False
+
+    @property
+    def latency_ms(self) -> float:
+        return self.end_ms - self.start_ms
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    completed: int
+    throughput_per_s: float
+    total_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One provider call, or (from a log) one statement; `call_ms` is the whole provider call
+    where it was measured (pool acquire included)."""
+
+    op: str
+    instance: str
+    start_ms: float
+    end_ms: float
+    call_ms: float | None = None
+
+
+@dataclass(slots=True)
+class Trace:
+    path: str
+    source: str
+    conditions: dict
+    orchestrations: list[Orchestration] = field(default_factory=list)
+    summaries: list[Summary] = field(default_factory=list)
+    calls: list[Call] = field(default_factory=list)
+
+    @property
+    def measured(self) -> list[Orchestration]:
+        return [o for o in self.orchestrations if not o.warmup]
+
+
+def _number(record: dict, key: str, where: str, whole: bool = False) -> float:
+    value = record.get(key)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        kind = "a whole number" if whole else "a finite number"
+        raise TraceError(f"{where}: '{key}' must be {kind}, got {value!r}")
+    if whole and value != int(value):
+        raise TraceError(f"{where}: '{key}' must be a whole number, got {value!r}")
+    return value
+
+
+def read_trace(path: str | Path) -> Trace:
+    path = str(path)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            lines = handle.read().splitlines()
+    except FileNotFoundError:
+        raise TraceError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise TraceError(f"{path}: is a directory, expected a {FORMAT} file") from None
+    except UnicodeDecodeError:
+        raise TraceError(f"{path}: not UTF-8 text; expected a {FORMAT} JSON Lines file") from None
+    rows = [(n, line) for n, line in enumerate(lines, 1) if line.strip()]
+    if not rows:
+        raise TraceError(f"{path}: empty file; expected a {FORMAT} header line")
+    n, first = rows[0]
+    header = _json(first, f"{path}:{n}")
+    if not isinstance(header, dict) or header.get("format") != FORMAT:
+        got = header.get("format") if isinstance(header, dict) else header
+        raise TraceError(f'{path}:{n}: header must have "format": "{FORMAT}", got {got!r}')
+    conditions = header.get("conditions", {})
+    if not isinstance(conditions, dict):
+        raise TraceError(f"{path}:{n}: 'conditions' must be an object")
+    trace = Trace(path, str(header.get("source", "")), conditions)
+    for n, line in rows[1:]:
+        where = f"{path}:{n}"
+        record = _json(line, where)
+        if not isinstance(record, dict):
+            raise TraceError(f"{where}: a record must be a JSON object")
+        kind = record.get("type")
+        if kind == "orchestration":
+            start = _number(record, "start_ms", where)
+            end = _number(record, "end_ms", where)
+            if end < start:
+                raise TraceError(f"{where}: end_ms {end} is before start_ms {start}")
+            trace.orchestrations.append(
+                Orchestration(
+                    str(record.get("instance", "")), start, end, bool(record.get("warmup", False))
+                )
+            )
+        elif kind == "summary":
+            completed = int(_number(record, "completed", where, whole=True))
+            throughput = _number(record, "throughput_per_s", where)
+            total = _number(record, "total_s", where)
+            if completed < 0 or throughput < 0 or total <= 0:
+                raise TraceError(
+                    f"{where}: summary needs completed >= 0, throughput >= 0, total_s > 0"
+                )
+            trace.summaries.append(Summary(completed, throughput, total))
+        elif kind == "call":
+            start = _number(record, "start_ms", where)
+            end = _number(record, "end_ms", where)
+            call_ms = record.get("call_ms")
+            if isinstance(call_ms, bool) or not isinstance(call_ms, int | float):
+                call_ms = None
+            trace.calls.append(
+                Call(
+                    str(record.get("op", "")), str(record.get("instance", "")), start, end, call_ms
+                )
+            )
+    if not trace.orchestrations and not trace.summaries and not trace.calls:
+        raise TraceError(f"{path}: no orchestration, summary or call records after the header")
+    return trace
+
+
+def _json(line: str, where: str) -> object:
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError as err:
+        raise TraceError(f"{where}: not valid JSON ({err.msg} at column {err.colno})") from None
+
+
+def write_trace(path: str | Path, source: str, conditions: dict, records: list[dict]) -> None:
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(
+            json.dumps({"format": FORMAT, "source": source, "conditions": conditions}) + "\n"
+        )
+        for record in records:
+            handle.write(json.dumps(record) + "\n")

@@ -1,0 +1,301 @@
+"""Predicted vs measured: set up the scenario a trace's header describes, simulate the same
+workload, and compare.
+
+For orchestration records: mean, p50 and p95 latency and throughput (measured orchestrations
+over the span from the first measured start to the last measured end), warm-up records left out.
+For summary records (the published stress test): throughput, completed and total time.
+Predictions pool the orchestrations of several replications; throughput is their mean.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from durosim.evidence.trace_format import Trace
+from durosim.model.profiles import RUNTIMES
+from durosim.model.scenario import Scenario, load_table, read_table, shipped
+from durosim.model.world import simulate
+from durosim.sim.config import ConfigError, toml_value
+from durosim.sim.stats import ks_distance, mean, percentile, wasserstein
+
+# the shipped scenario each runtime's traces start from
+BASES = {"duroxide-0.2": "lab", "duroxide-2025-11": "local-docker"}
+
+# condition key -> scenario key
+CONDITION_KEYS = {
+    "runtime": "runtime",
+    "rtt_ms": "network.rtt_ms",
+    "fanout": "workload.fanout",
+    "activity_ms": "workload.activity_ms",
+    "orchestration_concurrency": "runtime_options.orchestration_concurrency",
+    "worker_concurrency": "runtime_options.worker_concurrency",
+    "poll_interval_ms": "runtime_options.dispatcher_poll_interval_ms",
+    "pool_size": "pool.size",
+    "mode": "workload.mode",
+    "in_flight": "workload.in_flight",
+    "duration_s": "workload.duration_s",
+}
+
+ORCHESTRATION_METRICS = ("mean_ms", "p50_ms", "p95_ms", "throughput_per_s")
+SUMMARY_METRICS = ("throughput_per_s", "completed", "total_s")
+
+
+def tolerance_pct(metric: str, rtt_ms: float) -> float:
+    """The allowed error: at RTT >= 20 ms 10% (15% for p95); below, where the 100 ms poll
+    quantises latency and two real runs differ by up to 20%, 25%."""
+    if rtt_ms < 20.0:
+        return 25.0
+    return 15.0 if metric == "p95_ms" else 10.0
+
+
+@dataclass(slots=True)
+class Comparison:
+    trace: str
+    measured: dict[str, float]
+    predicted: dict[str, float]
+    errors_pct: dict[str, float]
+    tolerances_pct: dict[str, float]
+    ok: bool
+    scenario: Scenario
+    inferred_rtt_ms: float | None = None
+    stated_rtt_ms: float | None = None
+    extra: dict[str, float] = field(default_factory=dict)
+    simulated_latencies_ms: list[float] = field(default_factory=list)
+    measured_latencies_ms: list[float] = field(default_factory=list)
+
+    def as_json(self) -> dict:
+        out = {
+            "trace": self.trace,
+            "measured": self.measured,
+            "predicted": self.predicted,
+            "errors_pct": self.errors_pct,
+            "tolerances_pct": self.tolerances_pct,
+            "ok": self.ok,
+        }
+        if self.inferred_rtt_ms is not None:
+            out["inferred_rtt_ms"] = self.inferred_rtt_ms
+            out["stated_rtt_ms"] = self.stated_rtt_ms
+        if self.extra:
+            out["extra"] = self.extra
+        return out
+
+
+def base_table(runtime: str, base: str | Path | None) -> dict:
+    return read_table(base if base is not None else shipped()[BASES[runtime]])
+
+
+def scenario_for(
+    trace: Trace, base: str | Path | None = None, rtt_ms: float | None = None
+) -> Scenario:
+    conditions = trace.conditions
+    runtime = conditions.get("runtime", "duroxide-0.2")
+    if runtime not in RUNTIMES:
+        raise ConfigError(
+            f"{trace.path}: conditions.runtime {runtime!r} is not one of {', '.join(RUNTIMES)}"
+        )
+    if "rtt_ms" not in conditions and rtt_ms is None:
+        raise ConfigError(f"{trace.path}: conditions has no 'rtt_ms'; durosim needs the RTT")
+    overrides = []
+    for key, target in CONDITION_KEYS.items():
+        if key in conditions:
+            value = conditions[key]
+            if key == "rtt_ms" and rtt_ms is not None:
+                value = rtt_ms
+            overrides.append(f"{target}={toml_value(value)}")
+    if rtt_ms is not None and "rtt_ms" not in conditions:
+        overrides.append(f"network.rtt_ms={rtt_ms}")
+    if trace.orchestrations:
+        warmup = sum(1 for o in trace.orchestrations if o.warmup)
+        measured = len(trace.orchestrations) - warmup
+        overrides += [f"workload.warmup={warmup}", f"workload.count={max(measured, 1)}"]
+        if conditions.get("mode") == "sequential":
+            overrides.append("workload.in_flight=1")
+    table = base_table(runtime, base)
+    table.pop("name", None)
+    try:
+        return load_table(table, overrides)
+    except ConfigError as err:
+        raise ConfigError(f"{trace.path}: conditions: {err}") from None
+
+
+def _latency_metrics(latencies_ms: list[float]) -> dict[str, float]:
+    return {
+        "mean_ms": mean(latencies_ms),
+        "p50_ms": percentile(latencies_ms, 50),
+        "p95_ms": percentile(latencies_ms, 95),
+    }
+
+
+def measured_metrics(trace: Trace) -> dict[str, float]:
+    records = trace.measured
+    if trace.summaries:
+        summary = trace.summaries[-1]
+        out = _latency_metrics([o.latency_ms for o in records]) if records else {}
+        out.update(
+            throughput_per_s=summary.throughput_per_s,
+            completed=float(summary.completed),
+            total_s=summary.total_s,
+        )
+        return out
+    if not records:
+        raise ConfigError(
+            f"{trace.path}: every orchestration record is warm-up; nothing to compare"
+        )
+    span_s = (max(o.end_ms for o in records) - min(o.start_ms for o in records)) / 1000.0
+    out = _latency_metrics([o.latency_ms for o in records])
+    out["throughput_per_s"] = len(records) / span_s if span_s > 0 else math.nan
+    return out
+
+
+def predict(
+    scenario: Scenario, replications: int, summary: bool
+) -> tuple[dict[str, float], dict, list]:
+    runs = [simulate(scenario, rep) for rep in range(replications)]
+    latencies = [x * 1000.0 for run in runs for x in run.latencies_s]
+    extra = {
+        "deadlocks_per_run": mean(
+            [run.calls.get("fetch_orchestration_item (error)", 0) for run in runs]
+        ),
+        "turns_per_orchestration": mean([run.turns_per_orchestration for run in runs]),
+        "replications": float(replications),
+    }
+    predicted = _latency_metrics(latencies) if latencies else {}
+    predicted["throughput_per_s"] = mean([run.throughput_per_s for run in runs])
+    if summary:
+        predicted["completed"] = mean([float(run.completed) for run in runs])
+        predicted["total_s"] = mean([run.total_s or math.nan for run in runs])
+    return predicted, extra, latencies
+
+
+RTT_SEARCH_MS = (0.05, 400.0)
+
+
+def infer_rtt(trace: Trace, base: str | Path | None, replications: int) -> float:
+    """The RTT at which the model reproduces the trace's throughput (bisection in log RTT;
+    throughput falls as RTT grows). A bound of `RTT_SEARCH_MS` comes back when the model
+    cannot reach the throughput at any RTT inside it."""
+    target = measured_metrics(trace)["throughput_per_s"]
+    summary = bool(trace.summaries)
+
+    def throughput(rtt_ms: float) -> float:
+        scenario = scenario_for(trace, base, rtt_ms)
+        return predict(scenario, replications, summary)[0]["throughput_per_s"]
+
+    lo, hi = RTT_SEARCH_MS
+    if throughput(lo) <= target:
+        return lo
+    if throughput(hi) >= target:
+        return hi
+    for _ in range(18):
+        mid = math.sqrt(lo * hi)
+        if throughput(mid) > target:
+            lo = mid
+        else:
+            hi = mid
+    return round(math.sqrt(lo * hi), 2)
+
+
+def compare(
+    trace: Trace,
+    base: str | Path | None = None,
+    replications: int = 10,
+    tolerances: dict[str, float] | None = None,
+    infer: bool = False,
+) -> Comparison:
+    measured = measured_metrics(trace)
+    stated = trace.conditions.get("rtt_ms")
+    inferred = infer_rtt(trace, base, max(3, replications // 2)) if infer else None
+    scenario = scenario_for(trace, base, inferred)
+    summary = bool(trace.summaries)
+    predicted, extra, latencies = predict(scenario, replications, summary)
+    rtt_ms = scenario.network.rtt.mean * 1000.0
+    errors: dict[str, float] = {}
+    allowed: dict[str, float] = {}
+    ok = True
+    for metric, value in measured.items():
+        got = predicted[metric]
+        error = (got - value) / value * 100.0 if value else math.nan
+        errors[metric] = round(error, 2)
+        limit = (tolerances or {}).get(metric, tolerance_pct(metric, rtt_ms))
+        allowed[metric] = limit
+        if not (abs(error) <= limit):
+            ok = False
+    measured_latencies = [o.latency_ms for o in trace.measured]
+    if measured_latencies and latencies:
+        extra["ks_distance"] = round(ks_distance(measured_latencies, latencies), 4)
+        extra["wasserstein_ms"] = round(wasserstein(measured_latencies, latencies), 2)
+    return Comparison(
+        trace=trace.path,
+        measured={k: round(v, 4) for k, v in measured.items()},
+        predicted={k: round(v, 4) for k, v in predicted.items()},
+        errors_pct=errors,
+        tolerances_pct=allowed,
+        ok=ok,
+        scenario=scenario,
+        inferred_rtt_ms=inferred,
+        stated_rtt_ms=stated,
+        extra=extra,
+        simulated_latencies_ms=latencies,
+        measured_latencies_ms=measured_latencies,
+    )
+
+
+@dataclass(slots=True)
+class CrossCheck:
+    """The RTT inferred from one published row, used to predict another row of the same site."""
+
+    site: str
+    source: str
+    target: str
+    inferred_rtt_ms: float
+    measured_per_s: float
+    predicted_per_s: float
+    error_pct: float
+    ok: bool
+
+
+def site_of(trace: Trace) -> tuple:
+    c = trace.conditions
+    return (c.get("runtime"), c.get("rtt_ms"), c.get("duration_s"), c.get("mode"))
+
+
+def cross_checks(
+    comparisons: list[Comparison],
+    traces: list[Trace],
+    base: str | Path | None,
+    replications: int,
+    tolerance: float = 10.0,
+) -> list[CrossCheck]:
+    """For every pair of summary traces of one site (same runtime, stated RTT and duration,
+    other concurrency), predict each from the RTT inferred from the other."""
+    inferred = {c.trace: c.inferred_rtt_ms for c in comparisons if c.inferred_rtt_ms is not None}
+    by_site: dict[tuple, list[Trace]] = {}
+    for trace in traces:
+        if trace.summaries and trace.path in inferred:
+            by_site.setdefault(site_of(trace), []).append(trace)
+    out = []
+    for group in by_site.values():
+        for source in group:
+            for target in group:
+                if source is target:
+                    continue
+                rtt = inferred[source.path]
+                scenario = scenario_for(target, base, rtt)
+                predicted = predict(scenario, replications, True)[0]["throughput_per_s"]
+                measured = target.summaries[-1].throughput_per_s
+                error = (predicted - measured) / measured * 100.0
+                out.append(
+                    CrossCheck(
+                        site=Path(source.path).stem.rsplit("-", 1)[0],
+                        source=Path(source.path).name,
+                        target=Path(target.path).name,
+                        inferred_rtt_ms=rtt,
+                        measured_per_s=measured,
+                        predicted_per_s=round(predicted, 4),
+                        error_pct=round(error, 2),
+                        ok=abs(error) <= tolerance,
+                    )
+                )
+    return out

@@ -1,0 +1,239 @@
+"""A throwaway PostgreSQL cluster for `durosim record`, as the lab's `pg.sh` made one.
+
+`initdb` into a fresh temporary folder (trust authentication, listening on 127.0.0.1 only, the
+unix socket inside that folder, a free port), start the server with `pg_ctl`, create one
+database, hand out its URL, then stop the server and remove the folder, also when the run fails
+or is interrupted. The server's durability settings are left at PostgreSQL's defaults (fsync and
+synchronous_commit on), as in the lab: a recording measures a real server. initdb and postgres
+refuse to run as root; as root they run as the `postgres` OS user (`runuser -u postgres --`),
+which owns the folder. Left out: everything pg.sh did for the lab's network namespace.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from durosim.sim.errors import ExternalError
+
+SEARCH_GLOB = "/usr/lib/postgresql/*/bin"
+SERVER_BINARIES = ("initdb", "pg_ctl", "postgres")
+START_TIMEOUT_S = 60
+STOP_TIMEOUT_S = 30
+MISSING = (
+    "PostgreSQL server binaries (initdb, pg_ctl) not found: install postgresql "
+    "(Debian: apt-get install postgresql) or pass --dsn"
+)
+# The lab's settings (shared/lab/pg.sh); the rest are PostgreSQL's defaults.
+SETTINGS = {
+    "listen_addresses": "'127.0.0.1'",
+    "max_connections": "100",
+    "shared_buffers": "256MB",
+}
+
+
+class ClusterError(ExternalError):
+    """The throwaway cluster could not be made, started or stopped; the message says why."""
+
+
+def find_binaries() -> Path:
+    """The folder holding initdb, pg_ctl and postgres: the PATH's, else the newest
+    /usr/lib/postgresql/*/bin."""
+    found = [shutil.which(name) for name in SERVER_BINARIES[:2]]
+    if all(found):
+        folder = Path(os.path.realpath(found[0])).parent
+        if all((folder / name).exists() for name in SERVER_BINARIES):
+            return folder
+    candidates = [Path(p) for p in glob.glob(SEARCH_GLOB)]
+    candidates = [p for p in candidates if all((p / name).exists() for name in SERVER_BINARIES)]
+    if not candidates:
+        raise ClusterError(MISSING)
+    return max(candidates, key=_version_key)
+
+
+def _version_key(folder: Path) -> tuple[int, ...]:
+    return tuple(int(x) for x in re.findall(r"\d+", folder.parent.name)) or (0,)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _as_server_user() -> list[str]:
+    """The command prefix that runs a server binary as a user PostgreSQL accepts."""
+    if os.geteuid() != 0:
+        return []
+    if shutil.which("runuser") is None:
+        raise ClusterError("running as root needs runuser (util-linux) to start PostgreSQL")
+    try:
+        import pwd
+
+        pwd.getpwnam("postgres")
+    except KeyError:
+        raise ClusterError(
+            "running as root: PostgreSQL refuses root and there is no 'postgres' OS user "
+            "(install postgresql, or run as another user, or pass --dsn)"
+        ) from None
+    return ["runuser", "-u", "postgres", "--"]
+
+
+def _run(cmd: list[str], what: str) -> None:
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=START_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        raise ClusterError(f"{what} did not finish in {START_TIMEOUT_S} s") from None
+    if done.returncode != 0:
+        lines = (done.stderr or done.stdout).strip().splitlines()
+        raise ClusterError(f"{what} failed: {lines[-1] if lines else f'exit {done.returncode}'}")
+
+
+def _log_tail(path: Path) -> str:
+    try:
+        lines = path.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    return lines[-1] if lines else ""
+
+
+@contextmanager
+def throwaway_cluster(database: str = "durosim") -> Iterator[str]:
+    """Yield the URL of a database on a fresh, private PostgreSQL server; remove it all after."""
+    binaries = find_binaries()
+    prefix = _as_server_user()
+    root = Path(tempfile.mkdtemp(prefix="durosim-pg-"))
+    data = root / "data"
+    log = root / "postgres.log"
+    started = False
+    try:
+        if prefix:
+            shutil.chown(root, "postgres", "postgres")
+        _run(
+            prefix
+            + [
+                str(binaries / "initdb"),
+                "-D",
+                str(data),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--no-sync",
+            ],
+            "initdb",
+        )
+        port = 0
+        for attempt in range(3):
+            port = free_port()
+            _write_settings(data, root, port, owner=bool(prefix))
+            try:
+                _run(
+                    prefix
+                    + [
+                        str(binaries / "pg_ctl"),
+                        "-D",
+                        str(data),
+                        "-l",
+                        str(log),
+                        "-w",
+                        "-t",
+                        str(START_TIMEOUT_S),
+                        "start",
+                    ],
+                    "pg_ctl start",
+                )
+                started = True
+                break
+            except ClusterError as err:
+                # Another process may have taken the free port between the probe and the start.
+                if "could not bind" in _log_tail(log) and attempt < 2:
+                    continue
+                raise ClusterError(f"{err} ({_log_tail(log)})") from None
+        _create_database(port, database)
+        yield f"postgres://postgres@127.0.0.1:{port}/{database}"
+    finally:
+        if started:
+            _stop(binaries, prefix, data)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _write_settings(data: Path, socket_dir: Path, port: int, owner: bool) -> None:
+    settings = dict(SETTINGS, port=str(port), unix_socket_directories=f"'{socket_dir}'")
+    # postgresql.auto.conf is read last and rewritten whole, so a retry on another port works.
+    path = data / "postgresql.auto.conf"
+    path.write_text("".join(f"{key} = {value}\n" for key, value in settings.items()))
+    if owner:
+        shutil.chown(path, "postgres", "postgres")
+
+
+def _create_database(port: int, database: str) -> None:
+    import psycopg
+
+    try:
+        with psycopg.connect(
+            f"postgres://postgres@127.0.0.1:{port}/postgres", autocommit=True, connect_timeout=10
+        ) as conn:
+            conn.execute(f'CREATE DATABASE "{database}"')
+    except psycopg.Error as err:
+        raise ClusterError(f"cannot create database {database}: {str(err).strip()}") from None
+
+
+def _stop(binaries: Path, prefix: list[str], data: Path) -> None:
+    """Fast shutdown; if pg_ctl cannot do it, kill the postmaster so nothing is left running."""
+    pid = _postmaster_pid(data)
+    # A second Ctrl-C must not cut the shutdown short and leave the server running.
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN) if _main_thread() else None
+    try:
+        subprocess.run(
+            prefix
+            + [str(binaries / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "-t", "30", "stop"],
+            capture_output=True,
+            timeout=STOP_TIMEOUT_S + 5,
+        )
+    except subprocess.TimeoutExpired:
+        pass
+    finally:
+        if pid is not None and _alive(pid):
+            os.kill(pid, signal.SIGQUIT)
+            deadline = time.monotonic() + 5
+            while _alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        if old is not None:
+            signal.signal(signal.SIGINT, old)
+
+
+def _main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
+
+def _postmaster_pid(data: Path) -> int | None:
+    try:
+        return int((data / "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

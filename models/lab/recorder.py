@@ -1,0 +1,296 @@
+"""`durosim record`: run the real duroxide runtime (PyPI `duroxide` 0.2.2) against a real
+PostgreSQL and write what it measured as a `durosim-trace/1` file.
+
+It drives the lab's workload (shared/lab/fanout.py): one process runs the runtime (O orchestration
+and W worker dispatchers on one PostgresProvider, whose sqlx pool has DUROXIDE_PG_POOL_MAX
+connections) and a client on the same provider. Orchestration "FanOut" schedules `fanout`
+activities "A" and waits for all of them; each activity sleeps `activity_ms`. Modes: sequential
+(start, wait, next), closed (K client threads, each starting the next orchestration when its last
+one completes) and stress (duroxide's stress test, stress-tests/src/lib.rs `run_stress_test`: a
+pump keeps K in flight for `duration_s`, then a drain checks every 100 ms until none is active;
+throughput = completed / total time). The first `warmup` orchestrations run one at a time first
+and are marked. Latency is the client's wall clock from just before `start_orchestration` to the
+return of `wait_for_orchestration`, whose polling back-off is part of it, as in the lab.
+
+The RTT is added by `durosim.lab.delay_proxy` between the process and the server; the header's
+`rtt_ms` is what the path really had, the median of 20 timed `select 1` on one open connection
+through it. The server is a throwaway cluster (`durosim.lab.cluster`) unless --dsn names one.
+Records are written and flushed one at a time, so an interrupted run keeps all it measured.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import tempfile
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from durosim.lab.cluster import ClusterError, throwaway_cluster
+from durosim.lab.delay_proxy import ProxyProcess
+from durosim.lab.driver import Driver, Failed, Plan, Progress, TraceWriter, first_line
+from durosim.lab.real_runtime import (
+    check_psycopg,
+    drop_schema,
+    import_duroxide,
+    measure_rtt_ms,
+    redact,
+    running_runtime,
+    server_of,
+    through,
+    upstream,
+)
+from durosim.sim.errors import ExternalError, InputError, Interrupted
+
+CALLS_RUST_LOG = "warn,duroxide_pg=debug,sqlx::query=debug,duroxide::runtime=debug"
+MODES = ("sequential", "closed", "stress")
+
+
+@contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    """Set environment variables for the run (duroxide reads them when it connects and when
+    tracing starts) and put the old values back after."""
+    old = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in old.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+class _Signals:
+    """SIGTERM stops a recording as Ctrl-C does; once cleanup begins both are ignored, so a
+    second Ctrl-C cannot leave a server or the proxy running."""
+
+    def __init__(self) -> None:
+        self.active = threading.current_thread() is threading.main_thread()
+        self.old: dict[int, object] = {}
+
+    def __enter__(self) -> _Signals:
+        if self.active:
+            self.old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+            signal.signal(signal.SIGTERM, self._interrupt)
+        return self
+
+    @staticmethod
+    def _interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    def ignore(self) -> None:
+        if self.active:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, handler in self.old.items():
+            signal.signal(signum, handler)
+
+
+def _call_records(log_path: Path, t0_wall: float) -> list[dict]:
+    """One `call` record per provider statement in duroxide's debug log from the first
+    orchestration's start on, on the trace's clock. Earlier lines are the schema's migrations
+    (whose DDL names the procedures) and the dispatchers' first idle polls."""
+    from durosim.evidence.ingest import IngestError, read_duroxide_log
+
+    try:
+        data = read_duroxide_log(log_path)
+    except IngestError as err:
+        raise ExternalError(f"--calls: {err}") from None
+    timed = [s for s in data.statements if s.end_s is not None]
+    if not timed:
+        return []
+    # LogData.calls counts from its first statement's start, an absolute wall-clock time.
+    origin_s = min(s.end_s - s.elapsed_ms / 1000.0 for s in timed)
+    shift_ms = (origin_s - t0_wall) * 1000.0
+    out = []
+    for call in data.calls:
+        start_ms = round(call["start_ms"] + shift_ms, 3)
+        if start_ms >= 0:
+            out.append(dict(call, start_ms=start_ms, end_ms=round(call["end_ms"] + shift_ms, 3)))
+    return out
+
+
+def _source(plan: Plan, server: str, where: str, calls: bool) -> str:
+    if plan.rtt_nominal_ms > 0:
+        path = (
+            f"RTT {plan.rtt_nominal_ms:g} ms added by durosim's delay proxy on 127.0.0.1 "
+            "(RTT/2 per direction, pipelined); rtt_ms = median of 20 timed select 1 through it"
+        )
+    else:
+        path = "no added RTT; rtt_ms = median of 20 timed select 1 straight to the server"
+    mode = {
+        "sequential": "one at a time",
+        "closed": f"{plan.in_flight} client loops (closed)",
+        "stress": f"stress test, {plan.in_flight} in flight for {plan.duration_s:g} s then drain",
+    }[plan.mode]
+    text = (
+        f"durosim record: duroxide {_version('duroxide')} (PyPI) + {server} ({where}), {path}; "
+        f"latency = client wall clock from start_orchestration to the return of "
+        f"wait_for_orchestration; fan-out workload of shared/lab/fanout.py, {mode}; "
+        f"{os.cpu_count()} CPUs"
+    )
+    if calls:
+        text += "; call records from duroxide's debug log (sqlx statement elapsed)"
+    return text
+
+
+def _version(name: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return "?"
+
+
+def _concurrency(text: str) -> tuple[int, int]:
+    o_text, sep, w_text = text.partition(":")
+    try:
+        o, w = int(o_text), int(w_text)
+    except ValueError:
+        o = w = 0
+    if not sep or o < 1 or w < 1:
+        raise InputError(f"--concurrency {text!r}: expected O:W with whole numbers >= 1, e.g. 2:2")
+    return o, w
+
+
+def _plan(options: dict) -> Plan:
+    mode = options["mode"]
+    misplaced = [
+        flag
+        for flag, key, modes in (
+            ("--in-flight", "in_flight", ("closed", "stress")),
+            ("--count", "count", ("sequential", "closed")),
+            ("--duration-s", "duration_s", ("stress",)),
+        )
+        if options[key] is not None and mode not in modes
+    ]
+    if misplaced:
+        raise InputError(f"{', '.join(misplaced)} does not apply to --mode {mode}")
+    o, w = _concurrency(options["concurrency"])
+    return Plan(
+        rtt_nominal_ms=options["rtt_ms"],
+        fanout=options["fanout"],
+        activity_ms=options["activity_ms"],
+        orchestration_concurrency=o,
+        worker_concurrency=w,
+        mode=mode,
+        in_flight=options["in_flight"] or 4,
+        count=options["count"] or 20,
+        duration_s=options["duration_s"] or 10.0,
+        warmup=options["warmup"],
+        poll_interval_ms=options["poll_interval_ms"],
+        pool_size=options["pool_size"],
+    )
+
+
+def record(options: dict) -> str:
+    """Run the real duroxide runtime against a real PostgreSQL as `options` (the command line's)
+    say, write a durosim-trace/1 file of what it measured, and return a one-line summary."""
+    plan = _plan(options)
+    out = Path(options["out"])
+    dsn = options["dsn"]
+    if not out.resolve().parent.is_dir():
+        raise InputError(f"--out {out}: its folder does not exist")
+    if dsn is not None and urlsplit(dsn).scheme not in ("postgres", "postgresql"):
+        raise InputError("--dsn: expected a URL, postgres://USER@HOST:PORT/DATABASE")
+    duroxide = import_duroxide()
+    check_psycopg()
+    env = {"DUROXIDE_PG_POOL_MAX": str(plan.pool_size)}
+    if options["calls"]:
+        env["RUST_LOG"] = CALLS_RUST_LOG
+    writer: TraceWriter | None = None
+    with _Signals() as signals, ExitStack() as stack:
+        try:
+            stack.enter_context(_environment(env))
+            scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="durosim-rec-")))
+            if dsn is None:
+                server_dsn, where = stack.enter_context(throwaway_cluster()), "throwaway cluster"
+            else:
+                server_dsn, where = dsn, f"the database at {redact(dsn)}"
+            database, server = server_of(server_dsn)
+            path_dsn = server_dsn
+            if plan.rtt_nominal_ms > 0:
+                proxy = stack.enter_context(
+                    ProxyProcess(*upstream(server_dsn), plan.rtt_nominal_ms)
+                )
+                path_dsn = through(server_dsn, proxy.host, proxy.port)
+            rtt_ms = measure_rtt_ms(path_dsn)
+            schema = f"durosim_{uuid.uuid4().hex[:8]}"
+            if dsn is not None:
+                stack.callback(drop_schema, server_dsn, schema)
+            source = _source(plan, server, where, options["calls"])
+            try:
+                writer = TraceWriter(out, source, plan.conditions(rtt_ms, database))
+            except OSError as err:
+                raise InputError(f"--out {out}: cannot write ({err.strerror})") from None
+            stack.callback(writer.close)
+            log_path = scratch / "duroxide.log"
+            if options["calls"]:
+                try:
+                    duroxide.init_tracing(str(log_path), log_format="json")
+                except RuntimeError as err:
+                    raise ExternalError(f"--calls: {first_line(err)} (once per process)") from None
+            length = plan.warmup + (100 if plan.mode == "stress" else plan.count)
+            with (
+                running_runtime(duroxide, server_dsn, path_dsn, schema, plan) as client,
+                Progress(length, f"recording {plan.mode}") as progress,
+            ):
+                driver = Driver(client, plan, writer, progress)
+                _run_interruptibly(driver, signals.ignore)
+            if options["calls"] and driver.t0_wall is not None:
+                for call in _call_records(log_path, driver.t0_wall):
+                    writer.write(call)
+        except KeyboardInterrupt:
+            kept = writer.written if writer else 0
+            raise Interrupted(
+                f"interrupted; {out} keeps the {kept} records written so far"
+            ) from None
+        except (ClusterError, OSError) as err:
+            raise ExternalError(str(err)) from None
+        except Failed as err:
+            kept = writer.written if writer else 0
+            raise ExternalError(f"{err}; {out} keeps the {kept} records written so far") from None
+        finally:
+            signals.ignore()
+    return _summary_line(out, driver, rtt_ms)
+
+
+def _run_interruptibly(driver: Driver, on_interrupt: Callable[[], None]) -> None:
+    """Run the workload in a thread; this one waits in short joins so Ctrl-C lands at once
+    (a client call blocks in Rust for as long as an orchestration takes)."""
+    failure: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            driver.run()
+        except BaseException as err:
+            failure.append(err)
+
+    worker = threading.Thread(target=work, name="durosim-workload", daemon=True)
+    worker.start()
+    try:
+        while worker.is_alive():
+            worker.join(0.1)
+    except KeyboardInterrupt:
+        on_interrupt()
+        driver.stop.set()
+        raise
+    if failure:
+        raise failure[0]
+
+
+def _summary_line(out: Path, driver: Driver, rtt_ms: float) -> str:
+    text = f"{out}: {driver.writer.written} records, RTT {rtt_ms:g} ms"
+    if driver.summary is not None:
+        s = driver.summary
+        text += f", {s['completed']} completed in {s['total_s']:g} s ({s['throughput_per_s']:g}/s)"
+    return text

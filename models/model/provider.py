@@ -1,0 +1,323 @@
+"""duroxide-pg: one stored-procedure call per provider method, its effect applied when the
+statement commits, so races between dispatchers play out at the server as in PostgreSQL.
+
+- `fetch_orchestration_item` takes every visible message of the instance with the oldest
+  unlocked message and locks it (pg-cur migrations 0017/0019); messages arriving during the turn
+  wait for the next fetch. Two fetches aimed at one instance: today the second moves on
+  (`pg_advisory_xact_lock` + SKIP LOCKED re-check, duroxide-pg 4dc60a9); in duroxide-2025-11 it
+  row-locked another message of the instance and deadlocked with the first until PostgreSQL's
+  `deadlock_timeout` failed it (`RuntimeProfile.fetch_contention`).
+- `ack_orchestration_item` writes history, enqueues the turn's activities and releases the lock
+  in one call (migration 0020).
+- `fetch_work_item` takes the oldest work item (`FOR UPDATE SKIP LOCKED`); `ack_work_item`
+  deletes it and enqueues the completion (migration 0015).
+- `fetch_history` reads an instance's history; `get_custom_status` its custom status.
+Designs that do not exist in duroxide 0.2, for what-ifs (`Design`): batched worker fetch and ack,
+LISTEN/NOTIFY wake-ups (a notify reaches the runtime half an RTT after the insert commits), the
+pre-stored-procedure provider (several statements a call), a turn run inside the database, and
+statements pipelined into one round trip.
+Left out: history sizes, lock leases and renewals (turns here are far shorter than the 5 s
+lease), poison handling, sessions and the 60 s gauge poller.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import simpy
+
+from durosim.model.breakdown import Path
+from durosim.model.queues import (
+    CallLog,
+    Claim,
+    Instance,
+    Message,
+    OrchestratorQueue,
+    WorkerQueue,
+    WorkItem,
+)
+from durosim.sim.db import Blocked, CallTimes, DbClient, FollowUp
+from durosim.sim.dispatch import Signal
+
+_FAILED = object()
+
+# Statements a call makes before the stored procedures (shared/seed: "fetch_orchestration_item:
+# 6-7 queries -> 1 call, ack_orchestration_item: 8-9 queries -> 1 call, append_history: N inserts
+# -> 1 batch call"). The worker's calls are not given there and stay at one.
+PRE_PROCEDURE_FETCH_STATEMENTS = 7
+PRE_PROCEDURE_ACK_STATEMENTS = 8  # plus one insert per history event
+
+
+class FetchFailed(Exception):
+    """A provider call that returned an error (a deadlock victim)."""
+
+
+class Op:
+    """One provider call: its statement, what happens at the server, and what the caller gets."""
+
+    __slots__ = ("statement", "commit", "begin", "extra", "done")
+
+    def __init__(self, statement, commit, done, begin=None, extra: int = 0):
+        self.statement = statement
+        self.commit = commit
+        self.done = done
+        self.begin = begin
+        self.extra = extra
+
+
+class PostgresProvider:
+    def __init__(
+        self,
+        env: simpy.Environment,
+        db: DbClient,
+        log: CallLog,
+        contention: str,
+        deadlock_timeout_s: float,
+        deadlock_window_s: float,
+        notify: bool = False,
+        stored_procedures: bool = True,
+        shared: PostgresProvider | None = None,
+    ):
+        """`shared`: another node's provider whose database (queues, locks, NOTIFY channels)
+        this one uses."""
+        self.env = env
+        self.db = db
+        self.log = log
+        self.contention = contention
+        self.deadlock_timeout_s = deadlock_timeout_s
+        self.deadlock_window_s = deadlock_window_s
+        self.notify = notify
+        self.stored_procedures = stored_procedures
+        if shared is None:
+            self.orchestrator_queue = OrchestratorQueue()
+            self.worker_queue = WorkerQueue()
+            self.orchestrator_signal = Signal(env)
+            self.worker_signal = Signal(env)
+        else:
+            self.orchestrator_queue = shared.orchestrator_queue
+            self.worker_queue = shared.worker_queue
+            self.orchestrator_signal = shared.orchestrator_signal
+            self.worker_signal = shared.worker_signal
+        self.failures = 0
+
+    # -- running calls ------------------------------------------------------------------------
+
+    def run(self, op: Op):
+        """Generator: one call; what its `done` makes of the result."""
+        [(result, times)] = yield from self.db.call_many(
+            ((op.statement, op.commit, op.begin, op.extra),)
+        )
+        self.log.connection, self.log.released_s = self.db.last_connection, self.db.last_released_s
+        return op.done(result, times)
+
+    def run_together(self, ops: list[Op]):
+        """Generator: calls pipelined into one round trip (the pipelining what-if)."""
+        results = yield from self.db.call_many(
+            tuple((op.statement, op.commit, op.begin, op.extra) for op in ops)
+        )
+        self.log.connection, self.log.released_s = self.db.last_connection, self.db.last_released_s
+        return [op.done(result, times) for op, (result, times) in zip(ops, results)]
+
+    def _signal(self, signal: Signal) -> None:
+        """An insert's NOTIFY reaches the runtime's listener half a round trip after commit."""
+        if self.notify:
+            delay = self.db.link.rtt() / 2.0
+            self.env.timeout(delay).callbacks.append(lambda _event: signal.fire())
+
+    # -- the orchestrator queue ---------------------------------------------------------------
+
+    def _queue(self, instance: Instance, kind: str, now: float, path: Path) -> None:
+        self.orchestrator_queue.put(instance, kind, now, path)
+        self._signal(self.orchestrator_signal)
+
+    def _claiming_begin(self, claim: Claim, victim_of: list, empty_key: str, key: str):
+        queue = self.orchestrator_queue
+        deadlocks = self.contention == "deadlock"
+
+        def begin(now: float) -> tuple[str, float]:
+            target = queue.oldest_unlocked(now, skip_claimed=not deadlocks)
+            if target is None:
+                return empty_key, now
+            holder = target.claimed_by
+            if holder is not None:
+                # This fetch locked another message row of the instance and waits on the
+                # holder's instance lock while the holder's update waits on that row: a deadlock
+                # that PostgreSQL's check breaks after deadlock_timeout by failing this fetch.
+                until = now + self.deadlock_timeout_s
+                holder.rows += 1
+                holder.blocked_until = max(holder.blocked_until, until)
+                victim_of[0] = holder
+                return empty_key, until
+            claim.instance = target
+            claim.settled_at = now + (self.deadlock_window_s if deadlocks else 0.0)
+            target.claimed_by = claim
+            return key, now
+
+        return begin
+
+    def _take_claimed(self, claim: Claim, victim_of: list, now: float):
+        if victim_of[0] is not None:
+            # The victim's row lock passes to the holder's update, which goes on.
+            return _FAILED
+        instance = claim.instance
+        if instance is None:
+            return None
+        if claim.blocked_until > now:
+            return Blocked(claim.blocked_until)
+        instance.claimed_by = None
+        return instance, self.orchestrator_queue.take_all(instance, now)
+
+    def _fetched(self, label: str, actor: str, result, times: CallTimes):
+        if result is _FAILED:
+            self.failures += 1
+            self.log.note(label + " (error)", None, times, actor)
+            raise FetchFailed()
+        if result is None:
+            self.log.note(label + " (empty)", None, times, actor)
+            return None, times
+        self.log.note(label, result[0], times, actor)
+        return result, times
+
+    def _claiming_op(self, label: str, actor: str, after_take: Callable) -> Op:
+        """A call that claims the instance with the oldest message, takes its messages at
+        commit and hands them to `after_take(taken, times)`."""
+        claim = Claim()
+        victim_of: list[Claim | None] = [None]
+
+        def commit(times: CallTimes):
+            taken = self._take_claimed(claim, victim_of, times[3])
+            if taken is None or taken is _FAILED or isinstance(taken, Blocked):
+                return taken
+            return after_take(taken, times)
+
+        begin = self._claiming_begin(claim, victim_of, "fetch_orchestration_item_empty", label)
+        return Op(label, commit, lambda result, times: self._fetched(label, actor, result, times),
+                  begin)  # fmt: skip
+
+    def fetch_orchestration_item(self, actor: str) -> Op:
+        """((instance, messages) or None, times); FetchFailed for a deadlock victim."""
+
+        def after_take(taken, times):
+            if self.stored_procedures:
+                return taken
+            return FollowUp(PRE_PROCEDURE_FETCH_STATEMENTS - 1, taken)
+
+        return self._claiming_op("fetch_orchestration_item", actor, after_take)
+
+    def _ack_effects(
+        self, instance: Instance, items: int, completes: bool, now: float, path: Path
+    ) -> None:
+        for _ in range(items):
+            self.worker_queue.put(WorkItem(instance, now, path))
+        if items:
+            self._signal(self.worker_signal)
+        if completes:
+            instance.done_at = now
+            instance.done_path = path
+            if instance.done_event is not None:
+                instance.done_event.succeed()
+        self.orchestrator_queue.unlock(instance, now, path)
+
+    def ack_orchestration_item(
+        self,
+        instance: Instance,
+        items: int,
+        completes: bool,
+        events: int,
+        path_at: Callable[[CallTimes], Path],
+        actor: str,
+    ) -> Op:
+        """Write the turn (`events` history events); enqueue `items` activities; maybe complete;
+        unlock. The caller gets (path at commit, times)."""
+
+        def commit(times: CallTimes) -> Path:
+            path = path_at(times)
+            self._ack_effects(instance, items, completes, times[3], path)
+            return path
+
+        def done(path, times):
+            self.log.note("ack_orchestration_item", instance, times, actor)
+            return path, times
+
+        extra = 0 if self.stored_procedures else PRE_PROCEDURE_ACK_STATEMENTS - 1 + events
+        return Op("ack_orchestration_item", commit, done, extra=extra)
+
+    def orchestration_turn(
+        self, actor: str, turn: Callable[[Instance, list[Message], CallTimes], tuple]
+    ) -> Op:
+        """A whole turn inside the database (a what-if): take the messages, run the turn, write
+        it and unlock, in one call. `turn` returns (items, completes, path at commit)."""
+
+        def after_take(taken, times):
+            instance, messages = taken
+            items, completes, path = turn(instance, messages, times)
+            self._ack_effects(instance, items, completes, times[3], path)
+            return taken
+
+        return self._claiming_op("orchestration_turn", actor, after_take)
+
+    # -- the worker queue ---------------------------------------------------------------------
+
+    def fetch_work_items(self, actor: str, limit: int = 1) -> Op:
+        """(list of WorkItem or None, times)."""
+        taken: list[list[WorkItem]] = [[]]
+
+        def begin(now: float) -> tuple[str, float]:
+            taken[0] = self.worker_queue.take(limit, now)
+            return ("fetch_work_item" if taken[0] else "fetch_work_item_empty"), now
+
+        def done(items, times):
+            if not items:
+                self.log.note("fetch_work_item (empty)", None, times, actor)
+                return None, times
+            for item in items:
+                self.log.note("fetch_work_item", item.instance, times, actor)
+            return items, times
+
+        return Op("fetch_work_item", lambda times: taken[0], done, begin)
+
+    def ack_work_items(
+        self, items: list[WorkItem], path_at: Callable[[WorkItem, CallTimes], Path], actor: str
+    ) -> Op:
+        """Delete the work items and enqueue their completions."""
+
+        def commit(times: CallTimes) -> None:
+            for item in items:
+                self._queue(item.instance, "completion", times[3], path_at(item, times))
+
+        def done(_, times):
+            for item in items:
+                self.log.note("ack_work_item", item.instance, times, actor)
+            return times
+
+        return Op("ack_work_item", commit, done)
+
+    # -- the client and reads -----------------------------------------------------------------
+
+    def enqueue_orchestrator_work(
+        self, instance: Instance, path_at: Callable[[CallTimes], Path], actor: str
+    ) -> Op:
+        def commit(times: CallTimes) -> None:
+            self._queue(instance, "start", times[3], path_at(times))
+
+        def done(_, times):
+            self.log.note("enqueue_orchestrator_work", instance, times, actor)
+            return times
+
+        return Op("enqueue_orchestrator_work", commit, done)
+
+    def fetch_history(self, instance: Instance, actor: str) -> Op:
+        """(whether the instance's completion is committed, times)."""
+
+        def done(finished, times):
+            self.log.note("fetch_history", instance, times, actor)
+            return finished, times
+
+        return Op("fetch_history", lambda times: instance.done_at is not None, done)
+
+    def get_custom_status(self, instance: Instance, actor: str) -> Op:
+        def done(_, times):
+            self.log.note("get_custom_status", instance, times, actor)
+            return times
+
+        return Op("get_custom_status", lambda times: None, done)

@@ -1,0 +1,198 @@
+"""duroxide's dispatchers: orchestration slots that run turns and worker slots that run
+activities, each slot one item at a time (dx-cur `src/runtime/dispatchers/*.rs`).
+
+An orchestration turn is `fetch_orchestration_item` then `ack_orchestration_item`; replay runs in
+memory and makes no provider calls (dx-cur `orchestration.rs:390-460, 1119+`). The workflow is a
+fan-out/fan-in: the first turn schedules all its activities (they are enqueued by the ack), each
+later turn folds in the completions it fetched, and the turn that has them all completes the
+orchestration. An activity is `fetch_work_item`, `fetch_history` (the activity context reads the
+orchestration's history: dx-cur `worker.rs:467, 507-512`), the activity's own run time, then
+`ack_work_item`, which enqueues the completion (`worker.rs:610+`).
+
+In duroxide-2025-11 an empty orchestration fetch is retried inside the provider before the
+dispatcher sleeps, and a fetch that fails (a deadlock victim) makes the dispatcher sleep as if
+it were empty. Replay CPU (about 0.3 ms a turn in the lab's log) is left out. What-if designs
+(`Design`) change the calls, never the workflow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import simpy
+
+from durosim.model.breakdown import ACTIVITY, SLOT_BUSY, Path, extend
+from durosim.model.profiles import RuntimeProfile
+from durosim.model.provider import FetchFailed, PostgresProvider
+from durosim.model.queues import Instance, Message, WorkItem
+from durosim.model.scenario import Design
+from durosim.sim.dispatch import Dispatcher, MinPollInterval, Notify, SleepAfterEmpty
+
+
+class Runtime:
+    def __init__(
+        self,
+        env: simpy.Environment,
+        provider: PostgresProvider,
+        profile: RuntimeProfile,
+        orchestration_concurrency: int,
+        worker_concurrency: int,
+        poll_interval_s: float,
+        fanout: int,
+        activity_s: Callable[[], float],
+        design: Design,
+    ):
+        self.env = env
+        self.provider = provider
+        self.profile = profile
+        self.fanout = fanout
+        self.activity_s = activity_s
+        self.design = design
+        self.prefetched: dict[Dispatcher, tuple] = {}
+
+        def wakeup(signal):
+            if design.long_poll:
+                return Notify(signal, design.long_poll_timeout_s)
+            if profile.idle == "min_poll_interval":
+                return MinPollInterval(poll_interval_s)
+            return SleepAfterEmpty(poll_interval_s)
+
+        self.orchestrators = [
+            Dispatcher(env, f"orch-{i}", self.fetch_turn, self.run_turn,
+                       wakeup(provider.orchestrator_signal))
+            for i in range(orchestration_concurrency)
+        ]  # fmt: skip
+        self.workers = [
+            Dispatcher(env, f"work-{i}", self.fetch_activity, self.run_activity,
+                       wakeup(provider.worker_signal))
+            for i in range(worker_concurrency)
+        ]  # fmt: skip
+
+    # -- orchestration turns ------------------------------------------------------------------
+
+    def _turn_op(self, slot: Dispatcher):
+        if self.design.server_side_turns:
+            return self.provider.orchestration_turn(
+                slot.name, lambda inst, msgs, times: self._turn_in_database(inst, msgs, times, slot)
+            )
+        return self.provider.fetch_orchestration_item(slot.name)
+
+    def fetch_turn(self, slot: Dispatcher):
+        if slot in self.prefetched:
+            # the fetch rode with the slot's last ack (pipelining)
+            got = self.prefetched.pop(slot)
+            return got if got[0] is not None else None
+        attempts = 1 + self.profile.empty_orchestration_retries
+        for attempt in range(attempts):
+            try:
+                got, times = yield from self.provider.run(self._turn_op(slot))
+            except FetchFailed:
+                return None
+            if got is not None:
+                return got, times
+            if attempt + 1 < attempts:
+                yield self.env.timeout(self.profile.empty_retry_sleep_s)
+        return None
+
+    def _turn(
+        self, instance: Instance, messages: list[Message]
+    ) -> tuple[int, bool, int, Path, float]:
+        """Fold the messages into the instance: (activities to schedule, whether it completes,
+        history events written, the critical path's predecessor, and when it was ready)."""
+        ready, before = instance.unlocked_at, instance.unlock_path
+        completions = 0
+        starts = False
+        for message in messages:
+            if before is None or message.ready > ready:
+                ready, before = message.ready, message.path
+            if message.kind == "start":
+                starts = True
+            else:
+                completions += 1
+        instance.turns += 1
+        items = 0
+        if starts and not instance.scheduled:
+            instance.scheduled = True
+            items = self.fanout
+        instance.completions += completions
+        completes = instance.completions >= self.fanout
+        events = (1 + items if starts else 0) + completions + (1 if completes else 0)
+        return items, completes, events, before, ready
+
+    def _turn_in_database(self, instance, messages, times, slot):
+        items, completes, _, before, ready = self._turn(instance, messages)
+        path = extend(before, ready, times, to_commit=True, busy_until=slot.free_since)
+        return items, completes, path
+
+    def run_turn(self, fetched, slot: Dispatcher):
+        if self.design.server_side_turns:
+            yield from ()  # the whole turn ran inside the fetch
+            return
+        (instance, messages), times = fetched
+        items, completes, events, before, ready = self._turn(instance, messages)
+        path = extend(before, ready, times, to_commit=False, busy_until=slot.free_since)
+        fetched_at = times[5]
+        ack = self.provider.ack_orchestration_item(
+            instance,
+            items,
+            completes,
+            events,
+            lambda t: extend(path, fetched_at, t, True),
+            slot.name,
+        )
+        if not self.design.pipelining:
+            yield from self.provider.run(ack)
+            return
+        try:
+            _, nxt = yield from self.provider.run_together([ack, self._turn_op(slot)])
+            self.prefetched[slot] = nxt
+        except FetchFailed:
+            pass
+
+    # -- activities ---------------------------------------------------------------------------
+
+    def fetch_activity(self, slot: Dispatcher):
+        if slot in self.prefetched:
+            got = self.prefetched.pop(slot)
+            return got if got[0] is not None else None
+        items, times = yield from self.provider.run(
+            self.provider.fetch_work_items(slot.name, self.design.worker_batch_size)
+        )
+        if items is None:
+            return None
+        return items, times
+
+    def run_activity(self, fetched, slot: Dispatcher):
+        items, times = fetched
+        env = self.env
+        paths: dict[WorkItem, Path] = {
+            item: extend(item.path, item.ready, times, to_commit=False, busy_until=slot.free_since)
+            for item in items
+        }
+        if self.design.activity_context_read:
+            read_at = times[5]
+            for instance in dict.fromkeys(item.instance for item in items):
+                _, read = yield from self.provider.run(
+                    self.provider.fetch_history(instance, slot.name)
+                )
+                for item in items:
+                    paths[item] = extend(paths[item], read_at, read, to_commit=False)
+                read_at = read[5]
+        runs = {item: self.activity_s() for item in items}
+        longest = max(runs.values())
+        if longest > 0:
+            yield env.timeout(longest)
+        for item, run in runs.items():
+            paths[item][ACTIVITY] += run
+            paths[item][SLOT_BUSY] += longest - run  # waiting for the batch's longest activity
+        ran_until = env.now
+        ack = self.provider.ack_work_items(
+            items, lambda item, t: extend(paths[item], ran_until, t, True), slot.name
+        )
+        if not self.design.pipelining:
+            yield from self.provider.run(ack)
+            return
+        _, nxt = yield from self.provider.run_together(
+            [ack, self.provider.fetch_work_items(slot.name, self.design.worker_batch_size)]
+        )
+        self.prefetched[slot] = nxt

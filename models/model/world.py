@@ -1,0 +1,254 @@
+"""The one place that wires a scenario into a simulation: link, server, pool, provider, runtime,
+client and workload, each with its own random stream; then runs one replication to its end."""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass, field
+
+import simpy
+
+from durosim.evidence.trace_format import read_trace
+from durosim.model.breakdown import PARTS, Path
+from durosim.model.client import Client
+from durosim.model.provider import PostgresProvider
+from durosim.model.queues import CallLog, Instance
+from durosim.model.runtime import Runtime
+from durosim.model.scenario import Scenario
+from durosim.model.workload import Driver
+from durosim.sim.db import DbClient, PoolBehaviour
+from durosim.sim.network import Link
+from durosim.sim.pool import ConnectionLimit, Pool
+from durosim.sim.rng import Streams
+from durosim.sim.server import DbServer
+
+
+@dataclass(slots=True)
+class RunResult:
+    """One replication, reduced to what statistics need (orchestration records kept small)."""
+
+    replication: int
+    latencies_s: list[float]
+    starts_s: list[float]
+    breakdown_s: dict[str, float]
+    turns_per_orchestration: float
+    calls: dict[str, int]
+    measured: int
+    completed: int
+    failed: int
+    throughput_per_s: float
+    window_s: float
+    total_s: float | None
+    pool_in_use_mean: float
+    pool_waiting_mean: float
+    server_utilisation: float
+    simulated_s: float
+    events: int
+    records: list[dict] = field(default_factory=list)
+    orchestrator_queue_mean: float = 0.0
+    worker_queue_mean: float = 0.0
+    orchestration_slot_utilisation: float = 0.0
+    worker_slot_utilisation: float = 0.0
+    connections_open: int = 0
+
+    @property
+    def calls_per_orchestration(self) -> dict[str, float]:
+        n = self.measured or 1
+        return {op: count / n for op, count in sorted(self.calls.items())}
+
+
+class _Collector:
+    def __init__(self, keep_records: bool):
+        self.latencies: list[float] = []
+        self.starts: list[float] = []
+        self.parts = [0.0] * len(PARTS)
+        self.turns = 0
+        self.records: list[dict] | None = [] if keep_records else None
+
+    def done(self, instance: Instance, end: float, path: Path | None) -> None:
+        if self.records is not None:
+            self.records.append(
+                {
+                    "type": "orchestration",
+                    "instance": instance.name,
+                    "start_ms": round(instance.started * 1000.0, 3),
+                    "end_ms": round(end * 1000.0, 3),
+                    "warmup": not instance.measured,
+                    **({} if path is not None else {"status": "timeout"}),
+                }
+            )
+        if not instance.measured or path is None:
+            return
+        self.latencies.append(end - instance.started)
+        self.starts.append(instance.started)
+        for i, part in enumerate(path):
+            self.parts[i] += part
+        self.turns += instance.turns
+
+
+class _CountingEnvironment(simpy.Environment):
+    def __init__(self) -> None:
+        super().__init__()
+        self.events = 0
+
+    def step(self) -> None:
+        self.events += 1
+        super().step()
+
+
+@functools.cache
+def _replayed_arrivals(path: str) -> tuple[float, ...]:
+    """A trace's start times in seconds from its first, read once for all replications."""
+    starts = sorted(o.start_ms for o in read_trace(path).orchestrations)
+    return tuple((t - starts[0]) / 1000.0 for t in starts)
+
+
+def arrival_times(scenario: Scenario, streams: Streams) -> list[float] | None:
+    """Open mode: Poisson arrivals for `duration_s`, or a trace's start times replayed."""
+    workload = scenario.workload
+    if workload.mode != "open":
+        return None
+    if workload.arrival_trace:
+        return list(_replayed_arrivals(workload.arrival_trace))
+    rng = streams["workload.arrivals"]
+    times, t = [], 0.0
+    while True:
+        t += rng.exponential(1.0 / workload.arrival_rate_per_s)
+        if t >= workload.duration_s:
+            return times
+        times.append(t)
+
+
+def simulate(scenario: Scenario, replication: int = 0, keep_records: bool = False) -> RunResult:
+    env = _CountingEnvironment() if keep_records else simpy.Environment()
+    streams = Streams(scenario.seed, replication)
+    profile = scenario.profile
+    design = scenario.design
+    options = scenario.runtime_options
+    server = DbServer(scenario.database.cores, scenario.database.cost, streams["database.cost"])
+    limit = ConnectionLimit(scenario.database.max_connections)
+    behaviour = PoolBehaviour(
+        # pipelining sends the ping with the statement: it costs no round trip of its own
+        ping_on_acquire=scenario.pool.ping_on_acquire and not design.pipelining,
+        ping_on_release=scenario.pool.ping_on_release,
+        connect_round_trips=scenario.pool.connect_round_trips,
+        prepare_round_trip=scenario.pool.prepare_round_trip,
+    )
+    log = CallLog(keep_records)
+    activity = scenario.workload.activity.sampler(streams["workload.activity"])
+    pools, clients, runtimes = [], [], []
+    primary: PostgresProvider | None = None
+    for node in range(scenario.host.nodes):
+        link = Link(scenario.network.rtt, streams["network.rtt" + (f".node{node}" if node else "")])
+        pool = Pool(env, scenario.pool.size, scenario.pool.min_connections, limit)
+        db = DbClient(env, link, pool, server, behaviour, scenario.call_overhead_s)
+        provider = PostgresProvider(
+            env,
+            db,
+            log,
+            profile.fetch_contention,
+            scenario.database.deadlock_timeout_s,
+            scenario.database.deadlock_window_s,
+            notify=design.long_poll,
+            stored_procedures=design.stored_procedures,
+            shared=primary,
+        )
+        primary = primary or provider
+        runtimes.append(
+            Runtime(
+                env,
+                provider,
+                profile,
+                options.orchestration_concurrency,
+                options.worker_concurrency,
+                options.dispatcher_poll_interval_s,
+                scenario.workload.fanout,
+                activity,
+                design,
+            )
+        )
+        clients.append(
+            Client(
+                env,
+                provider,
+                profile.client_check,
+                scenario.client.initial_poll_delay_s,
+                scenario.client.max_poll_delay_s,
+                pipelined=design.pipelining,
+                notified_over=link if design.client_notified else None,
+            )
+        )
+        pools.append(pool)
+    orchestrators = [slot for r in runtimes for slot in r.orchestrators]
+    workers = [slot for r in runtimes for slot in r.workers]
+    queues = (primary.orchestrator_queue.depth, primary.worker_queue.depth)
+    collector = _Collector(keep_records)
+    at_start: dict[str, float] = {}
+
+    def measure_start() -> None:
+        for level in (*queues, *(p.occupancy for p in pools), *(p.queue for p in pools)):
+            level.reset(env.now)
+        at_start.update(
+            time=env.now,
+            server=server.busy_s,
+            orchestrators=sum(d.busy_s for d in orchestrators),
+            workers=sum(d.busy_s for d in workers),
+        )
+
+    driver = Driver(
+        env, clients, log, scenario.workload, collector.done, measure_start,
+        arrival_times(scenario, streams),
+    )  # fmt: skip
+    env.run(until=env.process(driver.run()))
+
+    start = driver.window_start_s or 0.0
+    end = driver.window_end_s if driver.window_end_s is not None else env.now
+    window = end - start
+    measured = len(collector.latencies)
+    if scenario.workload.mode == "stress":
+        throughput = driver.completed / driver.total_s if driver.total_s else 0.0
+    elif scenario.workload.mode == "open" and not scenario.workload.arrival_trace:
+        # completions while orchestrations arrive, after the warm-up: at overload this stays
+        # at what the system serves, whatever the drain finishes later
+        span = scenario.workload.duration_s - scenario.workload.warmup_s
+        throughput = driver.completed_in_window / span if span > 0 else math.nan
+    else:
+        throughput = measured / window if window > 0 else math.nan
+
+    def utilisation(busy: float, servers: int) -> float:
+        return busy / (servers * window) if window > 0 else 0.0
+
+    records = []
+    if keep_records:
+        records = sorted(
+            (collector.records or []) + (log.records or []), key=lambda r: r["start_ms"]
+        )
+    return RunResult(
+        replication=replication,
+        latencies_s=collector.latencies,
+        starts_s=collector.starts,
+        breakdown_s={p: v / measured for p, v in zip(PARTS, collector.parts)} if measured else {},
+        turns_per_orchestration=collector.turns / measured if measured else math.nan,
+        calls=dict(log.counts),
+        measured=measured,
+        completed=driver.completed,
+        failed=driver.failed,
+        throughput_per_s=throughput,
+        window_s=window,
+        total_s=driver.total_s,
+        pool_in_use_mean=sum(p.occupancy.mean(end) for p in pools) / len(pools),
+        pool_waiting_mean=sum(p.queue.mean(end) for p in pools),
+        server_utilisation=utilisation(server.busy_s - at_start.get("server", 0.0), server.cores),
+        simulated_s=env.now,
+        events=getattr(env, "events", 0),
+        records=records,
+        orchestrator_queue_mean=queues[0].mean(end),
+        worker_queue_mean=queues[1].mean(end),
+        orchestration_slot_utilisation=min(1.0, utilisation(
+            sum(d.busy_s for d in orchestrators) - at_start.get("orchestrators", 0.0),
+            len(orchestrators))),
+        worker_slot_utilisation=min(1.0, utilisation(
+            sum(d.busy_s for d in workers) - at_start.get("workers", 0.0), len(workers))),
+        connections_open=limit.open,
+    )  # fmt: skip
