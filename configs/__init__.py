@@ -1,1 +1,2 @@
-"""The shipped scenarios, installed with durosim as package data (`durosim scenarios` lists them)."""
+"""The shipped scenarios, installed with durosim as package data; `durosim scenarios` lists
+them."""

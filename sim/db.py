@@ -19,8 +19,9 @@ messages per statement at RTT 50 ms).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import simpy
 
@@ -28,8 +29,39 @@ from durosim.sim.network import Link
 from durosim.sim.pool import Pool
 from durosim.sim.server import DbServer
 
-# A call's timeline: (start, acquired, at_server, commit, reply, end), in seconds.
-CallTimes = tuple[float, float, float, float, float, float]
+
+class CallTimes(NamedTuple):
+    """One call's timeline, in simulated seconds."""
+
+    start_s: float
+    """The caller asks the pool for a connection."""
+    acquired_s: float
+    """It has one (a permit, and the connection it may first ping or open)."""
+    at_server_s: float
+    """The statement reaches the server."""
+    commit_s: float
+    """The statement commits: its effect applies now."""
+    reply_s: float
+    """The reply reaches the caller."""
+    end_s: float
+    """The caller goes on, after its client-side time."""
+
+
+@dataclass(frozen=True, slots=True)
+class Statement:
+    """One statement a call runs: its name (the server's cost key unless `begin` says
+    otherwise), what happens at its commit, and how it starts at the server.
+
+    `begin(now)` runs when the statement reaches the server and returns the server cost key and
+    the earliest time it may finish (a lock wait); `commit(times)` applies the effect at the
+    commit, given the call's timeline (its reply and end are already known then), and may return
+    `Blocked` to wait on a lock first. `extra_round_trips` are statements run before this one on
+    the same connection, one round trip each."""
+
+    name: str
+    commit: Callable[[CallTimes], object]
+    begin: Callable[[float], tuple[str, float]] | None = None
+    extra_round_trips: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,25 +108,12 @@ class DbClient:
         self.last_connection = -1
         self.last_released_s = 0.0
 
-    def call(
-        self,
-        statement: str,
-        commit: Callable[[CallTimes], object],
-        begin: Callable[[float], tuple[str, float]] | None = None,
-        extra_round_trips: int = 0,
-    ):
-        """Generator: run one statement; return (commit's result, the call's CallTimes).
-
-        `begin(now)` runs when the statement reaches the server and returns the server cost key
-        and the earliest time it may finish (a lock wait); `commit(times)` applies the effect at
-        the commit, given the call's timeline (its reply and end are already known then), and may
-        return `Blocked` to wait on a lock first. `extra_round_trips` are statements run before
-        this one on the same connection, one round trip each.
-        """
-        results = yield from self.call_many(((statement, commit, begin, extra_round_trips),))
+    def call(self, statement: Statement):
+        """Generator: run one statement; return (its commit's result, the call's CallTimes)."""
+        results = yield from self.call_many((statement,))
         return results[0]
 
-    def call_many(self, statements):
+    def call_many(self, statements: Sequence[Statement]):
         """Generator: several statements pipelined on one connection, in one round trip: each
         runs at the server when the one before it commits, and one reply brings all results.
         Returns [(result, CallTimes)] in order; the times share start, acquisition and reply."""
@@ -114,11 +133,11 @@ class DbClient:
             before += behaviour.connect_round_trips * rtt()
         elif behaviour.ping_on_acquire:
             before += rtt()
-        for statement, _, _, extra in statements:
-            if behaviour.prepare_round_trip and statement not in connection.prepared:
-                connection.prepared.add(statement)
+        for statement in statements:
+            if behaviour.prepare_round_trip and statement.name not in connection.prepared:
+                connection.prepared.add(statement.name)
                 before += rtt()
-            for _ in range(extra):
+            for _ in range(statement.extra_round_trips):
                 before += rtt()
         exchange = rtt()
         yield env.timeout(before + exchange / 2.0)
@@ -126,25 +145,30 @@ class DbClient:
         back = exchange / 2.0
         overhead = self.call_overhead_s
         results = []
-        for statement, commit, begin, _ in statements:
+        for statement in statements:
             arrived = env.now
-            if begin is None:
-                cost_key, not_before = statement, arrived
+            commit = statement.commit
+            if statement.begin is None:
+                cost_key, not_before = statement.name, arrived
             else:
-                cost_key, not_before = begin(arrived)
+                cost_key, not_before = statement.begin(arrived)
             finish = self.server.admit(cost_key, arrived)
             if not_before > finish:
                 finish = not_before
             if finish > arrived:
                 yield env.timeout(finish - arrived)
             result = commit(
-                (start, acquired, at_server, finish, finish + back, finish + back + overhead)
+                CallTimes(
+                    start, acquired, at_server, finish, finish + back, finish + back + overhead
+                )
             )
             while isinstance(result, Blocked):
                 yield env.timeout(result.until_s - env.now)
                 finish = env.now
                 result = commit(
-                    (start, acquired, at_server, finish, finish + back, finish + back + overhead)
+                    CallTimes(
+                        start, acquired, at_server, finish, finish + back, finish + back + overhead
+                    )
                 )
             if isinstance(result, FollowUp):
                 if result.round_trips > 0:
@@ -160,6 +184,6 @@ class DbClient:
         self.last_connection = connection.number
         self.last_released_s = finish + hold
         return [
-            (result, (start, acquired, at_server, committed, finish + back, end))
+            (result, CallTimes(start, acquired, at_server, committed, finish + back, end))
             for result, committed in results
         ]

@@ -26,11 +26,9 @@ class Signal:
         self.env = env
         self.generation = 0
         self.event = env.event()
-        self.fired = 0
 
     def fire(self) -> None:
         self.generation += 1
-        self.fired += 1
         event, self.event = self.event, self.env.event()
         event.succeed()
 

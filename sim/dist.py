@@ -36,9 +36,6 @@ class Const:
         value = self.value_s
         return lambda: value
 
-    def scaled(self, factor: float) -> Const:
-        return Const(self.value_s * factor)
-
     def to_toml(self) -> float:
         return self.value_s * 1000.0
 
@@ -53,9 +50,6 @@ class Exponential:
 
     def sampler(self, rng: np.random.Generator) -> Callable[[], float]:
         return _blocked(lambda n: rng.exponential(self.mean_s, n))
-
-    def scaled(self, factor: float) -> Exponential:
-        return Exponential(self.mean_s * factor)
 
     def to_toml(self) -> dict:
         return {"kind": "exponential", "mean_ms": self.mean_s * 1000.0}
@@ -72,9 +66,6 @@ class Uniform:
 
     def sampler(self, rng: np.random.Generator) -> Callable[[], float]:
         return _blocked(lambda n: rng.uniform(self.low_s, self.high_s, n))
-
-    def scaled(self, factor: float) -> Uniform:
-        return Uniform(self.low_s * factor, self.high_s * factor)
 
     def to_toml(self) -> dict:
         return {"kind": "uniform", "low_ms": self.low_s * 1000.0, "high_ms": self.high_s * 1000.0}
@@ -93,9 +84,6 @@ class Normal:
 
     def sampler(self, rng: np.random.Generator) -> Callable[[], float]:
         return _blocked(lambda n: np.maximum(rng.normal(self.mean_s, self.sd_s, n), 0.0))
-
-    def scaled(self, factor: float) -> Normal:
-        return Normal(self.mean_s * factor, self.sd_s * factor)
 
     def to_toml(self) -> dict:
         return {"kind": "normal", "mean_ms": self.mean_s * 1000.0, "sd_ms": self.sd_s * 1000.0}
@@ -120,9 +108,6 @@ class LogNormal:
         mu, sigma = math.log(self.p50_s), self.sigma
         return _blocked(lambda n: rng.lognormal(mu, sigma, n))
 
-    def scaled(self, factor: float) -> LogNormal:
-        return LogNormal(self.p50_s * factor, self.p99_s * factor)
-
     def to_toml(self) -> dict:
         return {"kind": "lognormal", "p50_ms": self.p50_s * 1000.0, "p99_ms": self.p99_s * 1000.0}
 
@@ -140,9 +125,6 @@ class Empirical:
     def sampler(self, rng: np.random.Generator) -> Callable[[], float]:
         values = np.asarray(self.values_s)
         return _blocked(lambda n: rng.choice(values, n))
-
-    def scaled(self, factor: float) -> Empirical:
-        return Empirical(tuple(v * factor for v in self.values_s))
 
     def to_toml(self) -> dict:
         return {"kind": "empirical", "values_ms": [v * 1000.0 for v in self.values_s]}

@@ -14,10 +14,5 @@ from durosim.sim.dist import Dist
 
 class Link:
     def __init__(self, rtt: Dist, rng: np.random.Generator | None = None):
-        self.rtt_dist = rtt
         self.rtt = rtt.sampler(rng)
         """Draw the round-trip time of one exchange, in seconds."""
-
-    @property
-    def mean_rtt_s(self) -> float:
-        return self.rtt_dist.mean

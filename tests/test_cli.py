@@ -253,3 +253,45 @@ def test_a_bad_arrival_trace_is_refused_at_load(cli, root, tmp_path):
     result = cli("run", root / "configs/lab.toml", "--set", 'workload.mode="open"',
                  "--set", f'workload.arrival_trace="{tmp_path / "none.jsonl"}"')  # fmt: skip
     assert result.exit_code == 2 and "no such file" in result.output
+
+
+def test_shipped_scenarios_run_by_name_from_any_folder(cli, root, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    listed = cli("scenarios")
+    assert listed.exit_code == 0
+    names = [line.split()[0] for line in listed.output.splitlines()]
+    assert names == sorted(p.stem for p in (root / "configs").glob("*.toml"))
+    by_name = cli("run", "lab", "--replications", 1, "--json")
+    by_path = cli("run", root / "configs/lab.toml", "--replications", 1, "--json")
+    assert by_name.exit_code == 0 and by_name.output == by_path.output
+
+
+def test_an_unknown_scenario_name_lists_the_shipped_ones(cli, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = cli("run", "labb")
+    assert result.exit_code == 2
+    assert "no such file or shipped scenario" in result.output and "local-docker" in result.output
+
+
+def test_a_file_in_the_current_folder_wins_over_a_shipped_name(cli, root, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "lab").write_text('name = "mine"\n[network]\nrtt_ms = 3\n')
+    result = cli("run", "lab", "--replications", 1, "--json")
+    assert result.exit_code == 0
+    assert json.loads(result.output)["scenario"] == "mine"
+
+
+def test_a_relative_arrival_trace_resolves_against_the_scenario_file(cli, root, tmp_path,
+                                                                       monkeypatch):  # fmt: skip
+    folder = tmp_path / "plans"
+    folder.mkdir()
+    (folder / "arrivals.jsonl").write_text((root / "traces/lab/rtt50_f5_2x2_seq.jsonl").read_text())
+    (folder / "replay.toml").write_text(
+        '[workload]\nmode = "open"\narrival_trace = "arrivals.jsonl"\n'
+    )
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    result = cli("run", "../plans/replay.toml", "--replications", 1)
+    assert result.exit_code == 0, result.output
+    assert "arrivals replayed from" in result.output

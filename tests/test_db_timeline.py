@@ -3,7 +3,7 @@
 import pytest
 import simpy
 
-from durosim.sim.db import DbClient, PoolBehaviour
+from durosim.sim.db import DbClient, PoolBehaviour, Statement
 from durosim.sim.dist import Const
 from durosim.sim.network import Link
 from durosim.sim.pool import ConnectionLimit, Pool
@@ -27,7 +27,7 @@ def make(size=10, cost=0.0, cores=1, min_connections=1, **behaviour):
 
 
 def call_and_log(env, client, log, name, statement="q"):
-    result, times = yield from client.call(statement, lambda t: name)
+    result, times = yield from client.call(Statement(statement, lambda t: name))
     log.append((name, round(env.now, 9), times))
 
 

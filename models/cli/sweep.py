@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from contextlib import ExitStack
 
 import click
@@ -98,7 +99,7 @@ def sweep(scenario, grids, overrides, replications, jobs, out, executor, schedul
                         label=f"sweep ({_workers(executor, runner.workers)})",
                         show_eta=True,
                         show_pos=True,
-                        file=click.get_text_stream("stderr"),
+                        file=sys.stderr,
                     )
                 )
             )

@@ -66,10 +66,10 @@ class Client:
         if not done:
             return None
         path = extend(instance.done_path, instance.done_at, read_times, False, CLIENT_BACKOFF)
-        last = read_times[5]
+        last = read_times.end_s
         for times in status_times:
             path = extend(path, last, times, False, CLIENT_BACKOFF)
-            last = max(last, times[5])
+            last = max(last, times.end_s)
         return path
 
     def wait(self, instance: Instance, timeout_s: float):

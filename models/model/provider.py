@@ -23,6 +23,7 @@ lease), poison handling, sessions and the 60 s gauge poller.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import simpy
 
@@ -36,7 +37,7 @@ from durosim.model.queues import (
     WorkerQueue,
     WorkItem,
 )
-from durosim.sim.db import Blocked, CallTimes, DbClient, FollowUp
+from durosim.sim.db import Blocked, CallTimes, DbClient, FollowUp, Statement
 from durosim.sim.dispatch import Signal
 
 _FAILED = object()
@@ -52,17 +53,13 @@ class FetchFailed(Exception):
     """A provider call that returned an error (a deadlock victim)."""
 
 
+@dataclass(frozen=True, slots=True)
 class Op:
-    """One provider call: its statement, what happens at the server, and what the caller gets."""
+    """One provider call: its statement, and what the caller gets from the statement's result
+    and the call's timeline."""
 
-    __slots__ = ("statement", "commit", "begin", "extra", "done")
-
-    def __init__(self, statement, commit, done, begin=None, extra: int = 0):
-        self.statement = statement
-        self.commit = commit
-        self.done = done
-        self.begin = begin
-        self.extra = extra
+    statement: Statement
+    done: Callable[[object, CallTimes], object]
 
 
 class PostgresProvider:
@@ -98,23 +95,18 @@ class PostgresProvider:
             self.worker_queue = shared.worker_queue
             self.orchestrator_signal = shared.orchestrator_signal
             self.worker_signal = shared.worker_signal
-        self.failures = 0
 
     # -- running calls ------------------------------------------------------------------------
 
     def run(self, op: Op):
         """Generator: one call; what its `done` makes of the result."""
-        [(result, times)] = yield from self.db.call_many(
-            ((op.statement, op.commit, op.begin, op.extra),)
-        )
+        [(result, times)] = yield from self.db.call_many((op.statement,))
         self.log.connection, self.log.released_s = self.db.last_connection, self.db.last_released_s
         return op.done(result, times)
 
     def run_together(self, ops: list[Op]):
         """Generator: calls pipelined into one round trip (the pipelining what-if)."""
-        results = yield from self.db.call_many(
-            tuple((op.statement, op.commit, op.begin, op.extra) for op in ops)
-        )
+        results = yield from self.db.call_many([op.statement for op in ops])
         self.log.connection, self.log.released_s = self.db.last_connection, self.db.last_released_s
         return [op.done(result, times) for op, (result, times) in zip(ops, results)]
 
@@ -169,7 +161,6 @@ class PostgresProvider:
 
     def _fetched(self, label: str, actor: str, result, times: CallTimes):
         if result is _FAILED:
-            self.failures += 1
             self.log.note(label + " (error)", None, times, actor)
             raise FetchFailed()
         if result is None:
@@ -185,14 +176,16 @@ class PostgresProvider:
         victim_of: list[Claim | None] = [None]
 
         def commit(times: CallTimes):
-            taken = self._take_claimed(claim, victim_of, times[3])
+            taken = self._take_claimed(claim, victim_of, times.commit_s)
             if taken is None or taken is _FAILED or isinstance(taken, Blocked):
                 return taken
             return after_take(taken, times)
 
         begin = self._claiming_begin(claim, victim_of, "fetch_orchestration_item_empty", label)
-        return Op(label, commit, lambda result, times: self._fetched(label, actor, result, times),
-                  begin)  # fmt: skip
+        return Op(
+            Statement(label, commit, begin),
+            lambda result, times: self._fetched(label, actor, result, times),
+        )
 
     def fetch_orchestration_item(self, actor: str) -> Op:
         """((instance, messages) or None, times); FetchFailed for a deadlock victim."""
@@ -232,7 +225,7 @@ class PostgresProvider:
 
         def commit(times: CallTimes) -> Path:
             path = path_at(times)
-            self._ack_effects(instance, items, completes, times[3], path)
+            self._ack_effects(instance, items, completes, times.commit_s, path)
             return path
 
         def done(path, times):
@@ -240,7 +233,7 @@ class PostgresProvider:
             return path, times
 
         extra = 0 if self.stored_procedures else PRE_PROCEDURE_ACK_STATEMENTS - 1 + events
-        return Op("ack_orchestration_item", commit, done, extra=extra)
+        return Op(Statement("ack_orchestration_item", commit, extra_round_trips=extra), done)
 
     def orchestration_turn(
         self, actor: str, turn: Callable[[Instance, list[Message], CallTimes], tuple]
@@ -251,7 +244,7 @@ class PostgresProvider:
         def after_take(taken, times):
             instance, messages = taken
             items, completes, path = turn(instance, messages, times)
-            self._ack_effects(instance, items, completes, times[3], path)
+            self._ack_effects(instance, items, completes, times.commit_s, path)
             return taken
 
         return self._claiming_op("orchestration_turn", actor, after_take)
@@ -274,7 +267,7 @@ class PostgresProvider:
                 self.log.note("fetch_work_item", item.instance, times, actor)
             return items, times
 
-        return Op("fetch_work_item", lambda times: taken[0], done, begin)
+        return Op(Statement("fetch_work_item", lambda times: taken[0], begin), done)
 
     def ack_work_items(
         self, items: list[WorkItem], path_at: Callable[[WorkItem, CallTimes], Path], actor: str
@@ -283,14 +276,14 @@ class PostgresProvider:
 
         def commit(times: CallTimes) -> None:
             for item in items:
-                self._queue(item.instance, "completion", times[3], path_at(item, times))
+                self._queue(item.instance, "completion", times.commit_s, path_at(item, times))
 
         def done(_, times):
             for item in items:
                 self.log.note("ack_work_item", item.instance, times, actor)
             return times
 
-        return Op("ack_work_item", commit, done)
+        return Op(Statement("ack_work_item", commit), done)
 
     # -- the client and reads -----------------------------------------------------------------
 
@@ -298,13 +291,13 @@ class PostgresProvider:
         self, instance: Instance, path_at: Callable[[CallTimes], Path], actor: str
     ) -> Op:
         def commit(times: CallTimes) -> None:
-            self._queue(instance, "start", times[3], path_at(times))
+            self._queue(instance, "start", times.commit_s, path_at(times))
 
         def done(_, times):
             self.log.note("enqueue_orchestrator_work", instance, times, actor)
             return times
 
-        return Op("enqueue_orchestrator_work", commit, done)
+        return Op(Statement("enqueue_orchestrator_work", commit), done)
 
     def fetch_history(self, instance: Instance, actor: str) -> Op:
         """(whether the instance's completion is committed, times)."""
@@ -313,11 +306,11 @@ class PostgresProvider:
             self.log.note("fetch_history", instance, times, actor)
             return finished, times
 
-        return Op("fetch_history", lambda times: instance.done_at is not None, done)
+        return Op(Statement("fetch_history", lambda times: instance.done_at is not None), done)
 
     def get_custom_status(self, instance: Instance, actor: str) -> Op:
         def done(_, times):
             self.log.note("get_custom_status", instance, times, actor)
             return times
 
-        return Op("get_custom_status", lambda times: None, done)
+        return Op(Statement("get_custom_status", lambda times: None), done)

@@ -131,7 +131,7 @@ class Runtime:
         (instance, messages), times = fetched
         items, completes, events, before, ready = self._turn(instance, messages)
         path = extend(before, ready, times, to_commit=False, busy_until=slot.free_since)
-        fetched_at = times[5]
+        fetched_at = times.end_s
         ack = self.provider.ack_orchestration_item(
             instance,
             items,
@@ -170,14 +170,14 @@ class Runtime:
             for item in items
         }
         if self.design.activity_context_read:
-            read_at = times[5]
+            read_at = times.end_s
             for instance in dict.fromkeys(item.instance for item in items):
                 _, read = yield from self.provider.run(
                     self.provider.fetch_history(instance, slot.name)
                 )
                 for item in items:
                     paths[item] = extend(paths[item], read_at, read, to_commit=False)
-                read_at = read[5]
+                read_at = read.end_s
         runs = {item: self.activity_s() for item in items}
         longest = max(runs.values())
         if longest > 0:

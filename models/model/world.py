@@ -28,9 +28,7 @@ from durosim.sim.server import DbServer
 class RunResult:
     """One replication, reduced to what statistics need (orchestration records kept small)."""
 
-    replication: int
     latencies_s: list[float]
-    starts_s: list[float]
     breakdown_s: dict[str, float]
     turns_per_orchestration: float
     calls: dict[str, int]
@@ -38,12 +36,10 @@ class RunResult:
     completed: int
     failed: int
     throughput_per_s: float
-    window_s: float
     total_s: float | None
     pool_in_use_mean: float
     pool_waiting_mean: float
     server_utilisation: float
-    simulated_s: float
     events: int
     records: list[dict] = field(default_factory=list)
     orchestrator_queue_mean: float = 0.0
@@ -61,7 +57,6 @@ class RunResult:
 class _Collector:
     def __init__(self, keep_records: bool):
         self.latencies: list[float] = []
-        self.starts: list[float] = []
         self.parts = [0.0] * len(PARTS)
         self.turns = 0
         self.records: list[dict] | None = [] if keep_records else None
@@ -81,7 +76,6 @@ class _Collector:
         if not instance.measured or path is None:
             return
         self.latencies.append(end - instance.started)
-        self.starts.append(instance.started)
         for i, part in enumerate(path):
             self.parts[i] += part
         self.turns += instance.turns
@@ -225,9 +219,7 @@ def simulate(scenario: Scenario, replication: int = 0, keep_records: bool = Fals
             (collector.records or []) + (log.records or []), key=lambda r: r["start_ms"]
         )
     return RunResult(
-        replication=replication,
         latencies_s=collector.latencies,
-        starts_s=collector.starts,
         breakdown_s={p: v / measured for p, v in zip(PARTS, collector.parts)} if measured else {},
         turns_per_orchestration=collector.turns / measured if measured else math.nan,
         calls=dict(log.counts),
@@ -235,12 +227,10 @@ def simulate(scenario: Scenario, replication: int = 0, keep_records: bool = Fals
         completed=driver.completed,
         failed=driver.failed,
         throughput_per_s=throughput,
-        window_s=window,
         total_s=driver.total_s,
         pool_in_use_mean=sum(p.occupancy.mean(end) for p in pools) / len(pools),
         pool_waiting_mean=sum(p.queue.mean(end) for p in pools),
         server_utilisation=utilisation(server.busy_s - at_start.get("server", 0.0), server.cores),
-        simulated_s=env.now,
         events=getattr(env, "events", 0),
         records=records,
         orchestrator_queue_mean=queues[0].mean(end),
