@@ -9,6 +9,7 @@ import click
 
 from durosim.cli.paths import output_path
 from durosim.evidence.calibrate import CalibrationError, Fit, fit, from_trace, merge, scenario_toml
+from durosim.evidence.conditions import conditions
 from durosim.evidence.ingest import LogData, read_logs
 from durosim.evidence.trace_format import FORMAT, read_trace, write_trace
 
@@ -45,21 +46,15 @@ def _report_lines(data: LogData) -> list[str]:
 def _conditions(result: Fit | None) -> dict:
     if result is None:
         return {}
-    conditions: dict = {
-        "rtt_ms": round(result.rtt_ms, 3),
-        "rtt_source": "calibrated from statements",
-    }
-    if result.runtime:
-        conditions["runtime"] = result.runtime
-    if result.fanout:
-        conditions["fanout"] = result.fanout
-    if result.activity_ms is not None:
-        conditions["activity_ms"] = round(result.activity_ms, 3)
-    if result.orchestration_concurrency:
-        conditions["orchestration_concurrency"] = result.orchestration_concurrency
-    if result.worker_concurrency:
-        conditions["worker_concurrency"] = result.worker_concurrency
-    return conditions
+    return conditions(
+        rtt_ms=round(result.rtt_ms, 3),
+        rtt_source="calibrated from statements",
+        runtime=result.runtime or None,
+        fanout=result.fanout or None,
+        activity_ms=None if result.activity_ms is None else round(result.activity_ms, 3),
+        orchestration_concurrency=result.orchestration_concurrency or None,
+        worker_concurrency=result.worker_concurrency or None,
+    )
 
 
 @click.command()

@@ -10,6 +10,7 @@ import click
 
 from durosim.cli.common import load_scenario
 from durosim.cli.paths import figure_path, output_path
+from durosim.evidence.conditions import of_scenario
 from durosim.evidence.trace_format import write_trace
 from durosim.experiments.results import run_replications, summarize
 from durosim.model.scenario import Scenario, shipped
@@ -138,7 +139,7 @@ def run(scenario, overrides, seed, replications, as_json, trace_out, timeline, t
     output_path(trace_events)
     s = load_scenario(scenario, overrides, seed, replications)
     runs = run_replications(s)
-    out = summarize(s, runs)
+    out = summarize(s, runs).to_dict()
     if trace_out or timeline or trace_events:
         _write_replication_zero(s, trace_out, timeline, trace_events)
     if as_json:
@@ -164,21 +165,7 @@ def _write_replication_zero(s: Scenario, trace_out, timeline, trace_events) -> N
 
 
 def _write_simulated_trace(s: Scenario, result, path: str) -> None:
-    o, w = s.runtime_options, s.workload
-    conditions = {
-        "runtime": s.runtime,
-        "rtt_ms": s.network.rtt.mean * 1000.0,
-        "fanout": w.fanout,
-        "activity_ms": w.activity.mean * 1000.0,
-        "orchestration_concurrency": o.orchestration_concurrency,
-        "worker_concurrency": o.worker_concurrency,
-        "poll_interval_ms": o.dispatcher_poll_interval_s * 1000.0,
-        "pool_size": s.pool.size,
-        "mode": w.mode,
-        "in_flight": 1 if w.mode == "sequential" else w.in_flight,
-    }
-    if w.mode == "stress":
-        conditions["duration_s"] = w.duration_s
+    w = s.workload
     records = list(result.records)
     if w.mode == "stress":
         records.append(
@@ -193,7 +180,7 @@ def _write_simulated_trace(s: Scenario, result, path: str) -> None:
         write_trace(
             path,
             f"durosim simulation of {s.name}, seed {s.seed}, replication 0",
-            conditions,
+            of_scenario(s),
             records,
         )
     except OSError as err:

@@ -13,30 +13,16 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from durosim.evidence.conditions import overrides as condition_overrides
 from durosim.evidence.trace_format import Trace
+from durosim.experiments.results import run_replications, summarize
 from durosim.model.profiles import RUNTIMES
 from durosim.model.scenario import Scenario, load_table, read_table, shipped
-from durosim.model.world import simulate
-from durosim.sim.config import ConfigError, toml_value
+from durosim.sim.config import ConfigError
 from durosim.sim.stats import ks_distance, mean, percentile, wasserstein
 
 # the shipped scenario each runtime's traces start from
 BASES = {"duroxide-0.2": "lab", "duroxide-2025-11": "local-docker"}
-
-# condition key -> scenario key
-CONDITION_KEYS = {
-    "runtime": "runtime",
-    "rtt_ms": "network.rtt_ms",
-    "fanout": "workload.fanout",
-    "activity_ms": "workload.activity_ms",
-    "orchestration_concurrency": "runtime_options.orchestration_concurrency",
-    "worker_concurrency": "runtime_options.worker_concurrency",
-    "poll_interval_ms": "runtime_options.dispatcher_poll_interval_ms",
-    "pool_size": "pool.size",
-    "mode": "workload.mode",
-    "in_flight": "workload.in_flight",
-    "duration_s": "workload.duration_s",
-}
 
 ORCHESTRATION_METRICS = ("mean_ms", "p50_ms", "p95_ms", "throughput_per_s")
 SUMMARY_METRICS = ("throughput_per_s", "completed", "total_s")
@@ -97,15 +83,7 @@ def scenario_for(
         )
     if "rtt_ms" not in conditions and rtt_ms is None:
         raise ConfigError(f"{trace.path}: conditions has no 'rtt_ms'; durosim needs the RTT")
-    overrides = []
-    for key, target in CONDITION_KEYS.items():
-        if key in conditions:
-            value = conditions[key]
-            if key == "rtt_ms" and rtt_ms is not None:
-                value = rtt_ms
-            overrides.append(f"{target}={toml_value(value)}")
-    if rtt_ms is not None and "rtt_ms" not in conditions:
-        overrides.append(f"network.rtt_ms={rtt_ms}")
+    overrides = condition_overrides(conditions, rtt_ms)
     if trace.orchestrations:
         warmup = sum(1 for o in trace.orchestrations if o.warmup)
         measured = len(trace.orchestrations) - warmup
@@ -152,8 +130,8 @@ def measured_metrics(trace: Trace) -> dict[str, float]:
 def predict(
     scenario: Scenario, replications: int, summary: bool
 ) -> tuple[dict[str, float], dict, list]:
-    runs = [simulate(scenario, rep) for rep in range(replications)]
-    latencies = [x * 1000.0 for run in runs for x in run.latencies_s]
+    runs = run_replications(scenario, replications)
+    result = summarize(scenario, runs)
     extra = {
         "deadlocks_per_run": mean(
             [run.calls.get("fetch_orchestration_item (error)", 0) for run in runs]
@@ -161,12 +139,16 @@ def predict(
         "turns_per_orchestration": mean([run.turns_per_orchestration for run in runs]),
         "replications": float(replications),
     }
-    predicted = _latency_metrics(latencies) if latencies else {}
-    predicted["throughput_per_s"] = mean([run.throughput_per_s for run in runs])
+    predicted = (
+        {f"{stat}_ms": result.latency_ms[stat] for stat in ("mean", "p50", "p95")}
+        if result.latencies_ms
+        else {}
+    )
+    predicted["throughput_per_s"] = result.throughput_per_s
     if summary:
         predicted["completed"] = mean([float(run.completed) for run in runs])
         predicted["total_s"] = mean([run.total_s or math.nan for run in runs])
-    return predicted, extra, latencies
+    return predicted, extra, result.latencies_ms
 
 
 RTT_SEARCH_MS = (0.05, 400.0)

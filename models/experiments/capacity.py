@@ -64,23 +64,21 @@ def open_load(
 def evaluate(scenario: Scenario, rate: float, objective: Objective, replications: int,
              duration_s: float, warmup_s: float) -> dict:  # fmt: skip
     s = open_load(scenario, rate, duration_s, warmup_s)
-    runs = run_replications(s, replications)
-    latencies = [x * 1000.0 for run in runs for x in run.latencies_s]
-    row = summarize(s, runs)
-    n = len(runs)
+    summary = summarize(s, run_replications(s, replications))
     utilisation = {
-        "pool": sum(r.pool_in_use_mean for r in runs) / n / s.pool.size,
-        "database cores": sum(r.server_utilisation for r in runs) / n,
-        "orchestration slots": sum(r.orchestration_slot_utilisation for r in runs) / n,
-        "worker slots": sum(r.worker_slot_utilisation for r in runs) / n,
+        "pool": summary.pool_in_use_mean / s.pool.size,
+        "database cores": summary.server_utilisation,
+        "orchestration slots": summary.orchestration_slot_utilisation,
+        "worker slots": summary.worker_slot_utilisation,
     }
+    row = summary.to_dict()
     return {
         "rate_per_s": rate,
         "throughput_per_s": row["throughput_per_s"],
         "latency_ms": row["latency_ms"],
-        "failed": row["failed"],
+        "failed": summary.failed,
         "utilisation": {k: round(v, 4) for k, v in utilisation.items()},
-        "met": objective.met(latencies) and row["failed"] == 0,
+        "met": objective.met(summary.latencies_ms) and summary.failed == 0,
     }
 
 

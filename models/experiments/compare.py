@@ -15,6 +15,9 @@ from durosim.sim.stats import mean_ci
 
 
 def _per_run(runs: list[RunResult]) -> dict[str, list[float]]:
+    """Each replication's mean latency (NaN when none completed) and throughput, in replication
+    order, so a variant's replication pairs with the baseline's."""
+
     def latency(run: RunResult) -> float:
         return sum(run.latencies_s) / len(run.latencies_s) * 1000.0 if run.latencies_s else math.nan
 
@@ -43,11 +46,11 @@ def compare(scenario: Scenario, specs: list[str], replications: int | None = Non
     variants = [(spec, apply(scenario, spec)) for spec in specs]
     base_runs = run_replications(scenario, replications)
     base_per_run = _per_run(base_runs)
-    rows = [{"option": "baseline", **summarize(scenario, base_runs), "change": {}}]
+    rows = [{"option": "baseline", **summarize(scenario, base_runs).to_dict(), "change": {}}]
     for spec, variant in variants:
         runs = run_replications(variant, replications)
         per_run = _per_run(runs)
-        row = {"option": spec, **summarize(variant, runs)}
+        row = {"option": spec, **summarize(variant, runs).to_dict()}
         row["change"] = {key: _change(base_per_run[key], per_run[key]) for key in per_run}
         rows.append(row)
     return {"scenario": scenario.name, "rtt_ms": scenario.network.rtt.mean * 1000.0, "rows": rows}

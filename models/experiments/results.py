@@ -1,19 +1,30 @@
-"""Replications of one scenario reduced to what a user asks first: latency percentiles,
-throughput, completions, DB calls and turns per orchestration, and where the time goes, each
-mean with the half-width of its 95% confidence interval across replications."""
+"""Replications of one scenario reduced, once, to what a user asks first: latency percentiles,
+throughput, completions, DB calls and turns per orchestration, where the time goes, and the use
+of pool, server and slots, each mean with the half-width of its 95% confidence interval across
+replications. `run`, `compare`, `sweep`, `capacity` and `validate` all read this one `Summary`.
+"""
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 from durosim.model.breakdown import PARTS
 from durosim.model.scenario import Scenario
 from durosim.model.world import RunResult, simulate
-from durosim.sim.stats import mean_ci, percentile
+from durosim.sim.stats import mean, mean_ci, percentile
+
+LATENCY_STATS = ("mean", "p50", "p95", "p99")
 
 
 def run_replications(scenario: Scenario, replications: int | None = None) -> list[RunResult]:
     return [simulate(scenario, rep) for rep in range(replications or scenario.replications)]
+
+
+def _latency_stat(latencies: list[float], stat: str) -> float:
+    if stat == "mean":
+        return sum(latencies) / len(latencies)
+    return percentile(latencies, float(stat[1:]))
 
 
 def _ci(values: list[float]) -> float | None:
@@ -21,70 +32,126 @@ def _ci(values: list[float]) -> float | None:
     return None if math.isnan(half) else round(half, 4)
 
 
-def summarize(scenario: Scenario, runs: list[RunResult]) -> dict:
+def _rounded(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """A scenario's replications, reduced. Values are unrounded; `to_dict` rounds them as
+    `durosim run --json` prints them."""
+
+    scenario: str
+    runtime: str
+    replications: int
+    completed: int
+    failed: int
+    measured: int
+    latencies_ms: list[float]
+    """Every measured orchestration's latency, all replications pooled."""
+    latency_ms: dict[str, float | None]
+    """Mean and percentiles (LATENCY_STATS) of the pooled latencies; None when none completed."""
+    latency_per_run_ms: dict[str, list[float]]
+    """Each replication's own mean and percentiles (replications with completions only)."""
+    throughput_per_run: list[float]
+    total_per_run_s: list[float]
+    """Stress mode: each replication's pump-and-drain time."""
+    calls_per_orchestration: dict[str, float]
+    turns_per_orchestration: float | None
+    breakdown_ms: dict[str, float]
+    pool_in_use_mean: float
+    pool_waiting_mean: float
+    server_utilisation: float
+    orchestrator_queue_mean: float
+    worker_queue_mean: float
+    orchestration_slot_utilisation: float
+    worker_slot_utilisation: float
+
+    @property
+    def throughput_per_s(self) -> float:
+        return mean_ci(self.throughput_per_run)[0]
+
+    def to_dict(self) -> dict:
+        """The summary as `durosim run --json` prints it."""
+        out = {
+            "scenario": self.scenario,
+            "runtime": self.runtime,
+            "replications": self.replications,
+            "completed": self.completed,
+            "failed": self.failed,
+            "measured": self.measured,
+            "throughput_per_s": round(self.throughput_per_s, 4),
+            "throughput_ci_per_s": _ci(self.throughput_per_run),
+            "latency_ms": {k: _rounded(v, 2) for k, v in self.latency_ms.items()},
+            "latency_ci_ms": {k: _ci(v) for k, v in self.latency_per_run_ms.items()},
+            "calls_per_orchestration": {
+                op: round(count, 3) for op, count in self.calls_per_orchestration.items()
+            },
+            "turns_per_orchestration": _rounded(self.turns_per_orchestration, 3),
+            "breakdown_ms": {part: round(ms, 2) for part, ms in self.breakdown_ms.items()},
+            "pool_in_use_mean": round(self.pool_in_use_mean, 3),
+            "pool_waiting_mean": round(self.pool_waiting_mean, 3),
+            "server_utilisation": round(self.server_utilisation, 4),
+            "orchestrator_queue_mean": round(self.orchestrator_queue_mean, 3),
+            "worker_queue_mean": round(self.worker_queue_mean, 3),
+            "orchestration_slot_utilisation": round(self.orchestration_slot_utilisation, 4),
+            "worker_slot_utilisation": round(self.worker_slot_utilisation, 4),
+        }
+        if self.total_per_run_s:
+            out["total_s"] = round(mean(self.total_per_run_s), 3)
+            out["total_ci_s"] = _ci(self.total_per_run_s)
+        return out
+
+
+def summarize(scenario: Scenario, runs: list[RunResult]) -> Summary:
     latencies_ms = [x * 1000.0 for run in runs for x in run.latencies_s]
-    per_run = {
-        "mean": [sum(r.latencies_s) / len(r.latencies_s) * 1000.0 for r in runs if r.latencies_s],
-        "p50": [percentile(r.latencies_s, 50) * 1000.0 for r in runs if r.latencies_s],
-        "p95": [percentile(r.latencies_s, 95) * 1000.0 for r in runs if r.latencies_s],
-        "p99": [percentile(r.latencies_s, 99) * 1000.0 for r in runs if r.latencies_s],
-    }
+    done = [r.latencies_s for r in runs if r.latencies_s]
     measured = sum(r.measured for r in runs)
     calls: dict[str, float] = {}
     for run in runs:
         for op, count in run.calls.items():
             calls[op] = calls.get(op, 0.0) + count
-    throughputs = [r.throughput_per_s for r in runs]
-    out = {
-        "scenario": scenario.name,
-        "runtime": scenario.runtime,
-        "replications": len(runs),
-        "completed": sum(r.completed for r in runs),
-        "failed": sum(r.failed for r in runs),
-        "measured": measured,
-        "throughput_per_s": round(mean_ci(throughputs)[0], 4),
-        "throughput_ci_per_s": _ci(throughputs),
-        "latency_ms": {
-            "mean": round(sum(latencies_ms) / len(latencies_ms), 2) if latencies_ms else None,
-            "p50": round(percentile(latencies_ms, 50), 2) if latencies_ms else None,
-            "p95": round(percentile(latencies_ms, 95), 2) if latencies_ms else None,
-            "p99": round(percentile(latencies_ms, 99), 2) if latencies_ms else None,
+    n = len(runs)
+    return Summary(
+        scenario=scenario.name,
+        runtime=scenario.runtime,
+        replications=n,
+        completed=sum(r.completed for r in runs),
+        failed=sum(r.failed for r in runs),
+        measured=measured,
+        latencies_ms=latencies_ms,
+        latency_ms={
+            stat: _latency_stat(latencies_ms, stat) if latencies_ms else None
+            for stat in LATENCY_STATS
         },
-        "latency_ci_ms": {k: _ci(v) for k, v in per_run.items()},
-        "calls_per_orchestration": {
-            op: round(count / measured, 3) for op, count in sorted(calls.items())
-        }
-        if measured
-        else {},
-        "turns_per_orchestration": round(
-            sum(r.turns_per_orchestration * r.measured for r in runs) / measured, 3
-        )
-        if measured
-        else None,
-        "breakdown_ms": {
-            part: round(
-                sum(r.breakdown_s.get(part, 0.0) * r.measured for r in runs) / measured * 1000.0, 2
-            )
-            for part in PARTS
-        }
-        if measured
-        else {},
-        "pool_in_use_mean": round(sum(r.pool_in_use_mean for r in runs) / len(runs), 3),
-        "pool_waiting_mean": round(sum(r.pool_waiting_mean for r in runs) / len(runs), 3),
-        "server_utilisation": round(sum(r.server_utilisation for r in runs) / len(runs), 4),
-        "orchestrator_queue_mean": round(
-            sum(r.orchestrator_queue_mean for r in runs) / len(runs), 3
+        latency_per_run_ms={
+            stat: [_latency_stat(x, stat) * 1000.0 for x in done] for stat in LATENCY_STATS
+        },
+        throughput_per_run=[r.throughput_per_s for r in runs],
+        total_per_run_s=[r.total_s for r in runs if r.total_s is not None],
+        calls_per_orchestration=(
+            {op: count / measured for op, count in sorted(calls.items())} if measured else {}
         ),
-        "worker_queue_mean": round(sum(r.worker_queue_mean for r in runs) / len(runs), 3),
-        "orchestration_slot_utilisation": round(
-            sum(r.orchestration_slot_utilisation for r in runs) / len(runs), 4
+        turns_per_orchestration=(
+            sum(r.turns_per_orchestration * r.measured for r in runs) / measured
+            if measured
+            else None
         ),
-        "worker_slot_utilisation": round(
-            sum(r.worker_slot_utilisation for r in runs) / len(runs), 4
+        breakdown_ms=(
+            {
+                part: sum(r.breakdown_s.get(part, 0.0) * r.measured for r in runs)
+                / measured
+                * 1000.0
+                for part in PARTS
+            }
+            if measured
+            else {}
         ),
-    }
-    totals = [r.total_s for r in runs if r.total_s is not None]
-    if totals:
-        out["total_s"] = round(sum(totals) / len(totals), 3)
-        out["total_ci_s"] = _ci(totals)
-    return out
+        pool_in_use_mean=sum(r.pool_in_use_mean for r in runs) / n,
+        pool_waiting_mean=sum(r.pool_waiting_mean for r in runs) / n,
+        server_utilisation=sum(r.server_utilisation for r in runs) / n,
+        orchestrator_queue_mean=sum(r.orchestrator_queue_mean for r in runs) / n,
+        worker_queue_mean=sum(r.worker_queue_mean for r in runs) / n,
+        orchestration_slot_utilisation=sum(r.orchestration_slot_utilisation for r in runs) / n,
+        worker_slot_utilisation=sum(r.worker_slot_utilisation for r in runs) / n,
+    )

@@ -135,7 +135,7 @@ def build(sequential: Scenario, stress: Scenario | None, rtts: tuple[float, ...]
         base = _at_rtt(sequential, rtt)
         for spec in ("baseline", *(x for x in specs if x != "colocate")):  # colocate fixes RTT
             variant = base if spec == "baseline" else apply(base, spec)
-            row = summarize(variant, run_replications(variant, max(2, replications // 2)))
+            row = summarize(variant, run_replications(variant, max(2, replications // 2))).to_dict()
             points.append({"option": spec, "rtt_ms": rtt, **row})
     versus_rtt(points).savefig(out / "versus_rtt.png", dpi=110)
     lines = [

@@ -29,11 +29,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from durosim.experiments.executors import DASK_INSTALL, SweepError, executor  # noqa: F401
-from durosim.experiments.results import summarize
+from durosim.experiments.results import run_replications, summarize
 from durosim.model.scenario import Scenario, load_table
-from durosim.model.world import simulate
 from durosim.sim.config import ConfigError, parse_override, to_table
-from durosim.sim.stats import mean_ci, percentile
+from durosim.sim.stats import mean_ci
 
 # The columns after the grid's, in order. `_ci` columns are 95% CI half-widths across
 # replications (empty with one replication); `total_s` is empty unless the mode has one.
@@ -206,35 +205,26 @@ def _number(value: float | None, digits: int) -> float | str:
 def run_point(index: int, cells: dict[str, str], scenario: Scenario, digest: str):
     """Simulate one point's replications and reduce them to its row: (index, row)."""
     started = time.perf_counter()
-    runs = [simulate(scenario, rep) for rep in range(scenario.replications)]
-    summary = summarize(scenario, runs)
+    summary = summarize(scenario, run_replications(scenario))
     row: dict[str, object] = dict(cells)
-    done = [r.latencies_s for r in runs if r.latencies_s]
-    per_run = {
-        "mean": [sum(x) / len(x) * 1000.0 for x in done],
-        "p50": [percentile(x, 50) * 1000.0 for x in done],
-        "p95": [percentile(x, 95) * 1000.0 for x in done],
-        "p99": [percentile(x, 99) * 1000.0 for x in done],
-    }
-    for name, values in per_run.items():
+    for name, values in summary.latency_per_run_ms.items():
         m, half = mean_ci(values)
         row[f"latency_{name}_ms"] = _number(m, 4)
         row[f"latency_{name}_ci_ms"] = _number(half, 4)
-    m, half = mean_ci([r.throughput_per_s for r in runs])
+    m, half = mean_ci(summary.throughput_per_run)
     row["throughput_per_s"] = _number(m, 6)
     row["throughput_ci_per_s"] = _number(half, 6)
-    totals = [r.total_s for r in runs if r.total_s is not None]
-    m, half = mean_ci(totals) if totals else (None, None)
+    m, half = mean_ci(summary.total_per_run_s) if summary.total_per_run_s else (None, None)
     row["total_s"] = _number(m, 4)
     row["total_ci_s"] = _number(half, 4)
-    calls = summary["calls_per_orchestration"]
+    calls = summary.calls_per_orchestration
     row.update(
-        completed=summary["completed"],
-        failed=summary["failed"],
+        completed=summary.completed,
+        failed=summary.failed,
         calls_per_orchestration=round(sum(calls.values()), 3) if calls else "",
-        pool_in_use_mean=summary["pool_in_use_mean"],
-        server_utilisation=summary["server_utilisation"],
-        replications=len(runs),
+        pool_in_use_mean=round(summary.pool_in_use_mean, 3),
+        server_utilisation=round(summary.server_utilisation, 4),
+        replications=summary.replications,
         config_digest=digest,
         wall_s=round(time.perf_counter() - started, 4),
     )

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import click
 
+from durosim.evidence.conditions import conditions
 from durosim.evidence.trace_format import FORMAT
 from durosim.model.workload import DRAIN_CHECK_S, DRAIN_CHECKS, FULL_PAUSE_S, LAUNCH_PAUSE_S
 
@@ -45,23 +46,21 @@ class Plan:
     pool_size: int
 
     def conditions(self, rtt_ms: float, database: str) -> dict:
-        out = {
-            "runtime": RUNTIME,
-            "database": database,
-            "rtt_ms": rtt_ms,
-            "rtt_nominal_ms": self.rtt_nominal_ms,
-            "fanout": self.fanout,
-            "activity_ms": self.activity_ms,
-            "orchestration_concurrency": self.orchestration_concurrency,
-            "worker_concurrency": self.worker_concurrency,
-            "poll_interval_ms": self.poll_interval_ms,
-            "pool_size": self.pool_size,
-            "mode": self.mode,
-            "in_flight": 1 if self.mode == "sequential" else self.in_flight,
-        }
-        if self.mode == "stress":
-            out["duration_s"] = self.duration_s
-        return out
+        return conditions(
+            runtime=RUNTIME,
+            database=database,
+            rtt_ms=rtt_ms,
+            rtt_nominal_ms=self.rtt_nominal_ms,
+            fanout=self.fanout,
+            activity_ms=self.activity_ms,
+            orchestration_concurrency=self.orchestration_concurrency,
+            worker_concurrency=self.worker_concurrency,
+            poll_interval_ms=self.poll_interval_ms,
+            pool_size=self.pool_size,
+            mode=self.mode,
+            in_flight=1 if self.mode == "sequential" else self.in_flight,
+            duration_s=self.duration_s if self.mode == "stress" else None,
+        )
 
 
 class TraceWriter:
