@@ -8,6 +8,9 @@ The package's parts, by concern:
 - `durosim.evidence`: the trace format, log ingest, calibration, validation;
 - `durosim.lab`: the real runtime on a real PostgreSQL, for `durosim record`;
 - `durosim.cli`: the `durosim` command; `durosim.plots`: figures from result rows.
+
+Docstrings cite duroxide's, duroxide-pg's and sqlx's source by short names (dx-cur, pg-cur,
+dx-seed, pg-seed, ...) defined with their repository and commit in docs/sources.md.
 """
 
 from importlib.metadata import PackageNotFoundError, version

@@ -86,7 +86,7 @@ def test_call_counts_change_as_designed(lab):
 
 def test_poll_interval_matches_the_lab():
     """The lab: poll 10 vs 100 ms gives 49 vs 167 ms at loopback and no difference at RTT 50
-    (shared/lab/results-summary.md, finding 5); 25% at loopback, as for every trace below 20 ms."""
+    (docs/lab/results-summary.md, finding 5); 25% at loopback, as for every trace below 20 ms."""
     loopback = load_table({}, ["network.rtt_ms=0.03", "database.cores=2"])
     rows = compare(loopback, ["poll_interval=10"], 6)["rows"]
     assert rows[0]["latency_ms"]["p50"] == pytest.approx(167, rel=0.25)

@@ -1,4 +1,4 @@
-"""`durosim report`: the seed analysis (shared/seed/REMOTE_PERFORMANCE_ANALYSIS.md) answered point
+"""`durosim report`: the seed analysis (docs/seed/REMOTE_PERFORMANCE_ANALYSIS.md) answered point
 by point: each remedy's estimate there beside its simulated effect at 150 ms, 70 ms and locally,
 the claims the simulation contradicts with the reason, and the figures."""
 

@@ -35,7 +35,7 @@ MISSING = (
     "PostgreSQL server binaries (initdb, pg_ctl) not found: install postgresql "
     "(Debian: apt-get install postgresql) or pass --dsn"
 )
-# The lab's settings (shared/lab/pg.sh); the rest are PostgreSQL's defaults.
+# The lab's settings (docs/lab/pg.sh); the rest are PostgreSQL's defaults.
 SETTINGS = {
     "listen_addresses": "'127.0.0.1'",
     "max_connections": "100",

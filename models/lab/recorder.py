@@ -1,7 +1,7 @@
 """`durosim record`: run the real duroxide runtime (PyPI `duroxide` 0.2.2) against a real
 PostgreSQL and write what it measured as a `durosim-trace/1` file.
 
-It drives the lab's workload (shared/lab/fanout.py): one process runs the runtime (O orchestration
+It drives the lab's workload (docs/lab/fanout.py): one process runs the runtime (O orchestration
 and W worker dispatchers on one PostgresProvider, whose sqlx pool has DUROXIDE_PG_POOL_MAX
 connections) and a client on the same provider. Orchestration "FanOut" schedules `fanout`
 activities "A" and waits for all of them; each activity sleeps `activity_ms`. Modes: sequential
@@ -134,7 +134,7 @@ def _source(plan: Plan, server: str, where: str, calls: bool) -> str:
     text = (
         f"durosim record: duroxide {_version('duroxide')} (PyPI) + {server} ({where}), {path}; "
         f"latency = client wall clock from start_orchestration to the return of "
-        f"wait_for_orchestration; fan-out workload of shared/lab/fanout.py, {mode}; "
+        f"wait_for_orchestration; fan-out workload of docs/lab/fanout.py, {mode}; "
         f"{os.cpu_count()} CPUs"
     )
     if calls:

@@ -39,7 +39,7 @@ class RuntimeProfile:
     fetch_orchestration_item")."""
     call_overhead_s: float
     """Client-side time per provider call, calibrated: about 1 ms in the Python SDK over the Rust
-    core (`shared/reference/mechanisms.md`); the 2025-11 stress test was pure Rust."""
+    core (`docs/reference/mechanisms.md`); the 2025-11 stress test was pure Rust."""
 
 
 PROFILES: dict[str, RuntimeProfile] = {

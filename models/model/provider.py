@@ -42,9 +42,10 @@ from durosim.sim.dispatch import Signal
 
 _FAILED = object()
 
-# Statements a call makes before the stored procedures (shared/seed: "fetch_orchestration_item:
-# 6-7 queries -> 1 call, ack_orchestration_item: 8-9 queries -> 1 call, append_history: N inserts
-# -> 1 batch call"). The worker's calls are not given there and stay at one.
+# Statements a call makes before the stored procedures (docs/seed/REMOTE_PERFORMANCE_ANALYSIS.md:
+# "fetch_orchestration_item: 6-7 queries -> 1 call, ack_orchestration_item: 8-9 queries -> 1 call,
+# append_history: N inserts -> 1 batch call"). The worker's calls are not given there and stay at
+# one.
 PRE_PROCEDURE_FETCH_STATEMENTS = 7
 PRE_PROCEDURE_ACK_STATEMENTS = 8  # plus one insert per history event
 

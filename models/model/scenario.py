@@ -38,7 +38,7 @@ COST_KEYS = OPERATIONS + (
 def _default_cost() -> dict[str, Dist]:
     # Statement `elapsed` minus the measured `select 1` RTT (50.76 ms) in the lab's RTT-50 debug
     # log, statements with an extra Parse/Describe round trip left out: median and 99th
-    # percentile per operation (shared/traces/logs/duroxide-0.2.2-pg15-rtt50.jsonl). They hold
+    # percentile per operation (traces/logs/duroxide-0.2.2-pg15-rtt50.jsonl). They hold
     # the server's work and the client's decoding; the p99 also holds the lab's RTT jitter.
     p50_p99_ms = {
         "fetch_orchestration_item": (1.9, 6.0),
@@ -167,7 +167,7 @@ class Client:
 @dataclass(frozen=True, slots=True)
 class Design:
     """How the runtime and the provider work. The defaults are duroxide 0.2's; each other value
-    is a design that does not exist in it, for what-ifs (see `models/whatif.py`)."""
+    is a design that does not exist in it, for what-ifs (see `models/model/whatif.py`)."""
 
     worker_batch_size: int = field(default=1, metadata={"check": _at_least_one})
     """Work items one worker fetch takes and one ack returns (duroxide PR 17, duroxide-pg PR 7)."""
@@ -185,8 +185,9 @@ class Design:
     server_side_turns: bool = False
     """An orchestration turn runs inside the database: one call instead of fetch + ack."""
     stored_procedures: bool = True
-    """False: the provider before its stored procedures (fetch 7 statements, ack 9 plus one insert
-    per history event, the others 2), each a round trip on the same connection."""
+    """False: the provider before its stored procedures (an orchestration fetch of 7 statements,
+    an ack of 8 plus one insert per history event; the other calls stay at one), each statement a
+    round trip on the same connection."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,8 +1,13 @@
 """What-ifs: named, pure `Scenario -> Scenario` functions, one per remedy, combinable with `+`
 (`colocate+long_poll`) and parameterised with `=` (`colocate=3`, `concurrency=4:4`).
 
-Each function's docstring is its help text (`durosim options`). The model holds no what-if
-branches: a what-if only changes the scenario, and the wiring picks the matching mechanism.
+Each function's docstring is its help text (`durosim options`). A what-if only changes the
+scenario: a value (RTT, pool, slots, poll interval) or a field of its `Design`. The wiring
+(`durosim.model.world`) hands the design to the pieces it concerns, and they take the matching
+path where the designs differ: the dispatcher's wake-up strategy (long_poll), the pool's ping
+(pipelining), the runtime's turn and activity steps (server_side_turns, pipelining,
+activity_context_cached, batch_worker_fetch), the provider's statements per call
+(no_stored_procedures) and the client's check (pipelining, no_client_polling).
 """
 
 from __future__ import annotations
