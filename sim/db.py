@@ -47,7 +47,11 @@ class CallTimes(NamedTuple):
     """The caller goes on, after its client-side time."""
 
 
-@dataclass(frozen=True, slots=True)
+# CallTimes built without NamedTuple's Python-level __new__: one call makes one or two.
+_times = tuple.__new__
+
+
+@dataclass(slots=True)
 class Statement:
     """One statement a call runs: its name (the server's cost key unless `begin` says
     otherwise), what happens at its commit, and how it starts at the server.
@@ -157,18 +161,16 @@ class DbClient:
                 finish = not_before
             if finish > arrived:
                 yield env.timeout(finish - arrived)
+            reply = finish + back
             result = commit(
-                CallTimes(
-                    start, acquired, at_server, finish, finish + back, finish + back + overhead
-                )
+                _times(CallTimes, (start, acquired, at_server, finish, reply, reply + overhead))
             )
             while isinstance(result, Blocked):
                 yield env.timeout(result.until_s - env.now)
                 finish = env.now
+                reply = finish + back
                 result = commit(
-                    CallTimes(
-                        start, acquired, at_server, finish, finish + back, finish + back + overhead
-                    )
+                    _times(CallTimes, (start, acquired, at_server, finish, reply, reply + overhead))
                 )
             if isinstance(result, FollowUp):
                 if result.round_trips > 0:
@@ -184,6 +186,6 @@ class DbClient:
         self.last_connection = connection.number
         self.last_released_s = finish + hold
         return [
-            (result, CallTimes(start, acquired, at_server, committed, finish + back, end))
+            (result, _times(CallTimes, (start, acquired, at_server, committed, finish + back, end)))
             for result, committed in results
         ]

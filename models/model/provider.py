@@ -54,7 +54,7 @@ class FetchFailed(Exception):
     """A provider call that returned an error (a deadlock victim)."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Op:
     """One provider call: its statement, and what the caller gets from the statement's result
     and the call's timeline."""
