@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from durosim.cli.params import PositiveFinite
 from durosim.lab.recorder import MODES
 from durosim.lab.recorder import record as record_run
 
@@ -35,6 +36,36 @@ from durosim.lab.recorder import record as record_run
 )
 @click.option("--mode", type=click.Choice(MODES), default="sequential", show_default=True)
 @click.option(
+    "--rate",
+    type=PositiveFinite(),
+    metavar="R",
+    help="open: Poisson arrivals per second.",
+)
+@click.option(
+    "--seed",
+    type=click.IntRange(min=0),
+    metavar="N",
+    help="open: the seed of the arrival times [default: 1].",
+)
+@click.option(
+    "--wait-timeout-ms",
+    type=click.IntRange(min=1),
+    default=120_000,
+    show_default=True,
+    metavar="MS",
+    help="How long the client waits for each orchestration; one that takes longer is recorded "
+    "as not completed.",
+)
+@click.option(
+    "--nodes",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    metavar="N",
+    help="Runtime nodes against the database, each a process with its own pool and "
+    "--concurrency slots; the client load runs on the first.",
+)
+@click.option(
     "--in-flight",
     type=click.IntRange(min=1),
     metavar="K",
@@ -48,9 +79,10 @@ from durosim.lab.recorder import record as record_run
 )
 @click.option(
     "--duration-s",
-    type=click.FloatRange(min=0, min_open=True),
+    type=PositiveFinite(),
     metavar="S",
-    help="stress: how long the pump keeps K in flight [default: 10].",
+    help="stress: how long the pump keeps K in flight; open: how long orchestrations arrive "
+    "[default: 10].",
 )
 @click.option(
     "--warmup",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -92,7 +93,7 @@ def _trace_paths(paths: tuple[str, ...]) -> list[Path]:
 def validate(traces, base, replications, tolerances, infer, as_json, report, plot):
     """Simulate the workload each TRACE (durosim-trace/1 file, or a folder of them) records and
     compare predicted with measured. Exits 1 when a metric is outside its tolerance."""
-    from durosim.evidence.validate import compare, cross_checks
+    from durosim.evidence.validate import FAILED_FACTOR, compare, cross_checks, failed_ok
 
     limits = _parse_tolerances(tolerances)
     paths = _trace_paths(traces)
@@ -135,11 +136,21 @@ def validate(traces, base, replications, tolerances, infer, as_json, report, plo
                 head += f"  (stated RTT {r.stated_rtt_ms} ms, inferred {r.inferred_rtt_ms} ms)"
             click.echo(head)
             for metric, value in r.measured.items():
+                if metric == "failed":
+                    predicted = r.predicted.get("failed", 0.0)
+                    verdict = "ok" if failed_ok(value, predicted) else "OUTSIDE"
+                    click.echo(
+                        f"  {'failed':<18} measured {value:>10.4g}  predicted {predicted:>10.4g}"
+                        f"  (within a factor of {FAILED_FACTOR:g}; none measured: < 1 a run)"
+                        f"  {verdict}"
+                    )
+                    continue
                 error = r.errors_pct[metric]
                 verdict = "ok" if abs(error) <= r.tolerances_pct[metric] else "OUTSIDE"
+                predicted = r.predicted.get(metric, math.nan)
                 click.echo(
                     f"  {metric:<18} measured {value:>10.4g}"
-                    f"  predicted {r.predicted[metric]:>10.4g}"
+                    f"  predicted {predicted:>10.4g}"
                     f"  error {error:+7.1f}%  (tolerance {r.tolerances_pct[metric]:g}%)  {verdict}"
                 )
             if "wasserstein_ms" in r.extra:

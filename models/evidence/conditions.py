@@ -25,6 +25,10 @@ SCENARIO_KEYS = {
     "mode": "workload.mode",
     "in_flight": "workload.in_flight",
     "duration_s": "workload.duration_s",
+    "arrival_rate_per_s": "workload.arrival_rate_per_s",
+    "wait_timeout_ms": "workload.wait_timeout_ms",
+    "nodes": "host.nodes",
+    "client_nodes": "host.client_nodes",
 }
 # Conditions that describe the run and are not simulated.
 DESCRIPTIVE_KEYS = ("database", "rtt_nominal_ms", "rtt_source")

@@ -2,9 +2,15 @@
 
     {"format": "durosim-trace/1", "source": "...", "conditions": {...}}
     {"type": "orchestration", "instance": "i-1", "start_ms": 0.0, "end_ms": 1463.0, "warmup": false}
+    {"type": "orchestration", "instance": "i-2", "start_ms": 9.0, "end_ms": 120009.0,
+     "warmup": false, "status": "client error: timeout"}
     {"type": "summary", "completed": 20, "throughput_per_s": 0.36, "total_s": 55.56}
     {"type": "call", "op": "fetch_work_item", "instance": "i-1", "start_ms": 10.0, "end_ms": 112.0}
 
+An orchestration record with a `status` other than "Completed" (or empty) did not complete (it
+failed or its client's wait timed out); its `end_ms` is when the client gave up. Beside
+`conditions` the header may say how many orchestrations `arrivals` started and how many `failed`
+(open loop).
 Unknown keys and record types are kept and ignored, so the format can grow. The simulator writes
 its own traces in the same format, so nothing downstream can tell simulated from measured.
 """
@@ -31,6 +37,7 @@ class Orchestration:
     start_ms: float
     end_ms: float
     warmup: bool = False
+    completed: bool = True
 
     @property
     def latency_ms(self) -> float:
@@ -64,10 +71,20 @@ class Trace:
     orchestrations: list[Orchestration] = field(default_factory=list)
     summaries: list[Summary] = field(default_factory=list)
     calls: list[Call] = field(default_factory=list)
+    arrivals: int | None = None
+    """Orchestrations started, when the header says (open loop)."""
+    failed: int | None = None
+    """Orchestrations that never completed, when the header says (open loop)."""
 
     @property
     def measured(self) -> list[Orchestration]:
-        return [o for o in self.orchestrations if not o.warmup]
+        """The measured orchestrations that completed."""
+        return [o for o in self.orchestrations if not o.warmup and o.completed]
+
+    @property
+    def failures(self) -> list[Orchestration]:
+        """The measured orchestrations that did not complete."""
+        return [o for o in self.orchestrations if not o.warmup and not o.completed]
 
 
 def _number(record: dict, key: str, where: str, whole: bool = False) -> float:
@@ -103,6 +120,12 @@ def read_trace(path: str | Path) -> Trace:
     if not isinstance(conditions, dict):
         raise TraceError(f"{path}:{n}: 'conditions' must be an object")
     trace = Trace(path, str(header.get("source", "")), conditions)
+    for key in ("arrivals", "failed"):
+        if key in header:
+            value = int(_number(header, key, f"{path}:{n}", whole=True))
+            if value < 0:
+                raise TraceError(f"{path}:{n}: '{key}' must be >= 0, got {value}")
+            setattr(trace, key, value)
     for n, line in rows[1:]:
         where = f"{path}:{n}"
         record = _json(line, where)
@@ -116,7 +139,11 @@ def read_trace(path: str | Path) -> Trace:
                 raise TraceError(f"{where}: end_ms {end} is before start_ms {start}")
             trace.orchestrations.append(
                 Orchestration(
-                    str(record.get("instance", "")), start, end, bool(record.get("warmup", False))
+                    str(record.get("instance", "")),
+                    start,
+                    end,
+                    bool(record.get("warmup", False)),
+                    (record.get("status") or "Completed") == "Completed",
                 )
             )
         elif kind == "summary":

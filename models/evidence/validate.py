@@ -18,7 +18,7 @@ from durosim.evidence.trace_format import Trace
 from durosim.experiments.results import run_replications, summarize
 from durosim.model.profiles import RUNTIMES
 from durosim.model.scenario import Scenario, load_table, read_table, shipped
-from durosim.sim.config import ConfigError
+from durosim.sim.config import ConfigError, toml_value
 from durosim.sim.stats import ks_distance, mean, percentile, wasserstein
 
 # the shipped scenario each runtime's traces start from
@@ -26,6 +26,9 @@ BASES = {"duroxide-0.2": "lab", "duroxide-2025-11": "local-docker"}
 
 ORCHESTRATION_METRICS = ("mean_ms", "p50_ms", "p95_ms", "throughput_per_s")
 SUMMARY_METRICS = ("throughput_per_s", "completed", "total_s")
+FAILED_FACTOR = 1.5
+"""Orchestrations that did not complete in the wait timeout (open loop): predicted within this
+factor of the measured count; where none failed for real, fewer than one a run predicted."""
 
 
 def tolerance_pct(metric: str, rtt_ms: float) -> float:
@@ -84,7 +87,9 @@ def scenario_for(
     if "rtt_ms" not in conditions and rtt_ms is None:
         raise ConfigError(f"{trace.path}: conditions has no 'rtt_ms'; durosim needs the RTT")
     overrides = condition_overrides(conditions, rtt_ms)
-    if trace.orchestrations:
+    if conditions.get("mode") == "open":
+        overrides += _replay(trace)
+    elif trace.orchestrations:
         warmup = sum(1 for o in trace.orchestrations if o.warmup)
         measured = len(trace.orchestrations) - warmup
         overrides += [f"workload.warmup={warmup}", f"workload.count={max(measured, 1)}"]
@@ -96,6 +101,28 @@ def scenario_for(
         return load_table(table, overrides)
     except ConfigError as err:
         raise ConfigError(f"{trace.path}: conditions: {err}") from None
+
+
+def _replay(trace: Trace) -> list[str]:
+    """An open-loop trace is simulated with its own arrival times replayed (its warm-up ones,
+    which ran one at a time before the arrivals, left out of the statistics)."""
+    if "arrival_rate_per_s" not in trace.conditions:
+        raise ConfigError(
+            f"{trace.path}: an open-mode trace needs conditions.arrival_rate_per_s, the offered "
+            "arrivals per second"
+        )
+    starts = sorted(o.start_ms for o in trace.orchestrations)
+    measured = [o.start_ms for o in trace.orchestrations if not o.warmup]
+    if not measured:
+        raise ConfigError(
+            f"{trace.path}: an open-mode trace needs measured orchestration records, whose "
+            "start_ms are the arrival times to replay"
+        )
+    warmup_s = (min(measured) - starts[0]) / 1000.0
+    return [
+        f"workload.arrival_trace={toml_value(str(Path(trace.path).resolve()))}",
+        f"workload.warmup_s={warmup_s!r}",
+    ]
 
 
 def _latency_metrics(latencies_ms: list[float]) -> dict[str, float]:
@@ -124,12 +151,16 @@ def measured_metrics(trace: Trace) -> dict[str, float]:
     span_s = (max(o.end_ms for o in records) - min(o.start_ms for o in records)) / 1000.0
     out = _latency_metrics([o.latency_ms for o in records])
     out["throughput_per_s"] = len(records) / span_s if span_s > 0 else math.nan
+    if trace.conditions.get("mode") == "open":
+        out["failed"] = float(trace.failed if trace.failed is not None else len(trace.failures))
     return out
 
 
 def predict(
     scenario: Scenario, replications: int, summary: bool
 ) -> tuple[dict[str, float], dict, list]:
+    """What the model predicts, by the names `measured_metrics` uses; open-loop scenarios also
+    predict the orchestrations a run loses to the wait timeout (`failed`)."""
     runs = run_replications(scenario, replications)
     result = summarize(scenario, runs)
     extra = {
@@ -148,7 +179,17 @@ def predict(
     if summary:
         predicted["completed"] = mean([float(run.completed) for run in runs])
         predicted["total_s"] = mean([run.total_s or math.nan for run in runs])
+    if scenario.workload.mode == "open":
+        predicted["failed"] = mean([float(run.failed) for run in runs])
     return predicted, extra, result.latencies_ms
+
+
+def failed_ok(measured: float, predicted: float) -> bool:
+    """Predicted failures within FAILED_FACTOR of the measured ones (fewer than one a run where
+    none failed)."""
+    if measured == 0:
+        return predicted < 1.0
+    return measured / FAILED_FACTOR <= predicted <= measured * FAILED_FACTOR
 
 
 RTT_SEARCH_MS = (0.05, 400.0)
@@ -197,6 +238,14 @@ def compare(
     allowed: dict[str, float] = {}
     ok = True
     for metric, value in measured.items():
+        if metric == "failed":
+            ok = ok and failed_ok(value, predicted.get("failed", 0.0))
+            continue
+        if metric not in predicted:  # nothing completed in the model
+            errors[metric] = math.nan
+            allowed[metric] = (tolerances or {}).get(metric, tolerance_pct(metric, 0.0))
+            ok = False
+            continue
         got = predicted[metric]
         error = (got - value) / value * 100.0 if value else math.nan
         errors[metric] = round(error, 2)

@@ -30,7 +30,6 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 # Sleep until this long before a deadline, then finish with short yielding spins: select()
 # overshoots by the kernel's timer slack plus a wake-up (50-200 us on a loaded 2-core VM).
@@ -248,9 +247,8 @@ class ProxyProcess:
         self.stop()
 
     def start(self) -> ProxyProcess:
-        root = str(Path(__file__).resolve().parent.parent)
         self.process = subprocess.Popen(
-            [sys.executable, "-c", _CHILD, root, *self.args],
+            [sys.executable, "-c", _CHILD, *self.args],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -287,7 +285,4 @@ def _serve(upstream_host: str, upstream_port: str, rtt_ms: str) -> None:
         sys.stdin.read()
 
 
-_CHILD = (
-    "import sys; sys.path.insert(0, sys.argv[1]); "
-    "from durosim.lab.delay_proxy import _serve; _serve(*sys.argv[2:])"
-)
+_CHILD = "import sys; from durosim.lab.delay_proxy import _serve; _serve(*sys.argv[1:])"

@@ -1,11 +1,13 @@
 """The workload `durosim record` drives through the real duroxide runtime: the plan of a run,
-the client threads of each mode (sequential, closed, the stress test's pump and drain), the
-trace written record by record, and the progress bar. The runtime and the database around it
-are set up in `durosim.lab.recorder`."""
+the client threads of each mode (sequential, closed, the stress test's pump and drain, open-loop
+Poisson arrivals), the trace written record by record, and the progress bar. The runtime and the
+database around it are set up in `durosim.lab.recorder`."""
 
 from __future__ import annotations
 
 import json
+import os
+import random
 import sys
 import threading
 import time
@@ -20,7 +22,6 @@ from durosim.evidence.trace_format import FORMAT
 from durosim.model.workload import DRAIN_CHECK_S, DRAIN_CHECKS, FULL_PAUSE_S, LAUNCH_PAUSE_S
 
 RUNTIME = "duroxide-0.2"
-WAIT_TIMEOUT_MS = 120_000
 
 
 def first_line(err: BaseException) -> str:
@@ -44,6 +45,25 @@ class Plan:
     warmup: int
     poll_interval_ms: int
     pool_size: int
+    arrival_rate_per_s: float | None = None
+    """open: Poisson arrivals per second."""
+    seed: int = 1
+    """open: the seed of the arrival times."""
+    wait_timeout_ms: int = 120_000
+    """How long the client waits for one orchestration (`wait_for_orchestration`)."""
+    nodes: int = 1
+    """Runtimes against the database, each a process with its own pool and slots; the client
+    load runs on the first."""
+
+    def arrivals_s(self) -> list[float]:
+        """open: the arrival times, seconds from the first arrival window's start."""
+        draw = random.Random(self.seed)
+        times, at = [], 0.0
+        while True:
+            at += draw.expovariate(self.arrival_rate_per_s)
+            if at > self.duration_s:
+                return times
+            times.append(at)
 
     def conditions(self, rtt_ms: float, database: str) -> dict:
         return conditions(
@@ -58,8 +78,12 @@ class Plan:
             poll_interval_ms=self.poll_interval_ms,
             pool_size=self.pool_size,
             mode=self.mode,
-            in_flight=1 if self.mode == "sequential" else self.in_flight,
-            duration_s=self.duration_s if self.mode == "stress" else None,
+            in_flight=1 if self.mode in ("sequential", "open") else self.in_flight,
+            duration_s=self.duration_s if self.mode in ("stress", "open") else None,
+            arrival_rate_per_s=self.arrival_rate_per_s if self.mode == "open" else None,
+            wait_timeout_ms=self.wait_timeout_ms,
+            nodes=self.nodes,
+            client_nodes=1,
         )
 
 
@@ -85,9 +109,22 @@ class TraceWriter:
                 self._line(record)
                 self.written += 1
 
-    def close(self) -> None:
+    def close(self, header: dict | None = None) -> None:
+        """Close the file; `header` adds keys beside `conditions` (the counts known only at the
+        end), rewriting the file through a temporary one beside it."""
         with self.lock:
+            if self.handle.closed:
+                return
             self.handle.close()
+            if not header:
+                return
+            lines = self.path.read_text(encoding="utf-8").splitlines(keepends=True)
+            first = json.loads(lines[0])
+            first.update(header)
+            lines[0] = json.dumps(first) + "\n"
+            scratch = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+            scratch.write_text("".join(lines), encoding="utf-8")
+            os.replace(scratch, self.path)
 
 
 class Progress:
@@ -134,6 +171,7 @@ class Driver:
         self.t0: float | None = None
         self.t0_wall: float | None = None
         self.summary: dict | None = None
+        self.header: dict = {}
 
     def one(self, name: str) -> tuple[str, float, float, str]:
         iid = f"rec-{self.run_id}-{name}"
@@ -143,7 +181,7 @@ class Driver:
                 self.t0, self.t0_wall = start, wall
         try:
             self.client.start_orchestration(iid, "FanOut", {"n": self.plan.fanout})
-            result = self.client.wait_for_orchestration(iid, WAIT_TIMEOUT_MS)
+            result = self.client.wait_for_orchestration(iid, self.plan.wait_timeout_ms)
             status = result.status
             if status != "Completed":
                 status = f"{status}: {result.error}"
@@ -178,6 +216,8 @@ class Driver:
             self.run_one(f"w{i}", True)
         if self.plan.mode == "stress":
             self.stress()
+        elif self.plan.mode == "open":
+            self.open()
         elif self.plan.mode == "closed":
             self.closed()
         else:
@@ -262,3 +302,34 @@ class Driver:
         if state["active"] > 0:
             self.summary["drain_timed_out"] = True
         self.writer.write(self.summary)
+
+    def open(self) -> None:
+        """Open loop: each orchestration starts at its Poisson arrival time on a thread of its
+        own, whatever is in flight; one that fails or times out is recorded with its status."""
+        plan = self.plan
+        arrivals = plan.arrivals_s()
+        state = {"started": 0, "failed": 0, "active": 0}
+
+        def orchestration(number: int) -> None:
+            iid, start, end, status = self.one(f"o{number}")
+            if not self.stop.is_set():
+                extra = {} if status == "Completed" else {"status": status}
+                self.record(iid, start, end, False, **extra)
+            with self.lock:
+                state["failed"] += status != "Completed"
+                state["active"] -= 1
+
+        began = time.perf_counter()
+        for number, at in enumerate(arrivals):
+            if self.stop.wait(max(0.0, began + at - time.perf_counter())):
+                return
+            self.progress.to(plan.warmup + int(100 * at / plan.duration_s))
+            with self.lock:
+                state["started"] += 1
+                state["active"] += 1
+            threading.Thread(target=orchestration, args=(number,), daemon=True).start()
+        self.progress.to(plan.warmup + 100)
+        while state["active"] > 0:
+            if self.stop.wait(DRAIN_CHECK_S):
+                return
+        self.header = {"arrivals": state["started"], "failed": state["failed"]}

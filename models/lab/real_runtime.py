@@ -114,15 +114,10 @@ def connect(duroxide, dsn: str, schema: str):
         ) from None
 
 
-@contextmanager
-def running_runtime(duroxide, server_dsn: str, path_dsn: str, schema: str, plan: Plan) -> Iterator:
-    """The runtime and a client on one provider reached through `path_dsn` (as fanout.py has
-    them); yields the client and shuts the runtime down on exit."""
-    if path_dsn != server_dsn:
-        # Migrate straight to the server first (the provider is dropped at once), as the lab's
-        # sweep.sh did: through the proxy the migrations take ~200 round trips (10 s at 50 ms).
-        connect(duroxide, server_dsn, schema)
-    provider = connect(duroxide, path_dsn, schema)
+def build_runtime(duroxide, provider, plan: Plan):
+    """A runtime on `provider` with the lab's fan-out workload registered (as fanout.py has it):
+    orchestration "FanOut" schedules `n` activities "A" and waits for all; each sleeps
+    `activity_ms`."""
     options = duroxide.RuntimeOptions(
         orchestration_concurrency=plan.orchestration_concurrency,
         worker_concurrency=plan.worker_concurrency,
@@ -142,6 +137,12 @@ def running_runtime(duroxide, server_dsn: str, path_dsn: str, schema: str, plan:
 
     runtime.register_activity("A", activity)
     runtime.register_orchestration("FanOut", fan_out)
+    return runtime
+
+
+@contextmanager
+def started(runtime, plan: Plan) -> Iterator[None]:
+    """The runtime's dispatchers running for the block; shut down after it."""
     failure: list[BaseException] = []
 
     def start() -> None:
@@ -158,10 +159,23 @@ def running_runtime(duroxide, server_dsn: str, path_dsn: str, schema: str, plan:
     if failure:
         raise ExternalError(f"the duroxide runtime did not start: {first_line(failure[0])}")
     try:
-        yield duroxide.Client(provider)
+        yield
     finally:
         runtime.shutdown(SHUTDOWN_TIMEOUT_MS)
         starter.join(timeout=SHUTDOWN_TIMEOUT_MS / 1000.0)
         # The shutdown returns at once; the pool then checks the connections the dispatchers
         # let go (one round trip each). Stopping the proxy under those checks makes sqlx warn.
         time.sleep(SETTLE_S + 2 * plan.rtt_nominal_ms / 1000.0)
+
+
+@contextmanager
+def running_runtime(duroxide, server_dsn: str, path_dsn: str, schema: str, plan: Plan) -> Iterator:
+    """The runtime and a client on one provider reached through `path_dsn` (as fanout.py has
+    them); yields the client and shuts the runtime down on exit."""
+    if path_dsn != server_dsn:
+        # Migrate straight to the server first (the provider is dropped at once), as the lab's
+        # sweep.sh did: through the proxy the migrations take ~200 round trips (10 s at 50 ms).
+        connect(duroxide, server_dsn, schema)
+    provider = connect(duroxide, path_dsn, schema)
+    with started(build_runtime(duroxide, provider, plan), plan):
+        yield duroxide.Client(provider)

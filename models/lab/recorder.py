@@ -33,6 +33,7 @@ from urllib.parse import urlsplit
 from durosim.lab.cluster import ClusterError, throwaway_cluster
 from durosim.lab.delay_proxy import ProxyProcess
 from durosim.lab.driver import Driver, Failed, Plan, Progress, TraceWriter, first_line
+from durosim.lab.nodes import NodeProcess
 from durosim.lab.real_runtime import (
     check_psycopg,
     drop_schema,
@@ -47,7 +48,7 @@ from durosim.lab.real_runtime import (
 from durosim.sim.errors import ExternalError, InputError, Interrupted
 
 CALLS_RUST_LOG = "warn,duroxide_pg=debug,sqlx::query=debug,duroxide::runtime=debug"
-MODES = ("sequential", "closed", "stress")
+MODES = ("sequential", "closed", "stress", "open")
 
 
 @contextmanager
@@ -130,7 +131,11 @@ def _source(plan: Plan, server: str, where: str, calls: bool) -> str:
         "sequential": "one at a time",
         "closed": f"{plan.in_flight} client loops (closed)",
         "stress": f"stress test, {plan.in_flight} in flight for {plan.duration_s:g} s then drain",
+        "open": f"open loop, Poisson arrivals at {plan.arrival_rate_per_s:g}/s for "
+        f"{plan.duration_s:g} s (seed {plan.seed})",
     }[plan.mode]
+    if plan.nodes > 1:
+        mode += f"; {plan.nodes} runtime nodes (processes), the client on the first"
     text = (
         f"durosim record: duroxide {_version('duroxide')} (PyPI) + {server} ({where}), {path}; "
         f"latency = client wall clock from start_orchestration to the return of "
@@ -169,12 +174,16 @@ def _plan(options: dict) -> Plan:
         for flag, key, modes in (
             ("--in-flight", "in_flight", ("closed", "stress")),
             ("--count", "count", ("sequential", "closed")),
-            ("--duration-s", "duration_s", ("stress",)),
+            ("--duration-s", "duration_s", ("stress", "open")),
+            ("--rate", "rate", ("open",)),
+            ("--seed", "seed", ("open",)),
         )
         if options[key] is not None and mode not in modes
     ]
     if misplaced:
         raise InputError(f"{', '.join(misplaced)} does not apply to --mode {mode}")
+    if mode == "open" and options["rate"] is None:
+        raise InputError("--mode open needs --rate R, the arrivals per second (a number > 0)")
     o, w = _concurrency(options["concurrency"])
     return Plan(
         rtt_nominal_ms=options["rtt_ms"],
@@ -189,6 +198,10 @@ def _plan(options: dict) -> Plan:
         warmup=options["warmup"],
         poll_interval_ms=options["poll_interval_ms"],
         pool_size=options["pool_size"],
+        arrival_rate_per_s=options["rate"],
+        seed=1 if options["seed"] is None else options["seed"],
+        wait_timeout_ms=options["wait_timeout_ms"],
+        nodes=options["nodes"],
     )
 
 
@@ -239,16 +252,20 @@ def record(options: dict) -> str:
                     duroxide.init_tracing(str(log_path), log_format="json")
                 except RuntimeError as err:
                     raise ExternalError(f"--calls: {first_line(err)} (once per process)") from None
-            length = plan.warmup + (100 if plan.mode == "stress" else plan.count)
+            length = plan.warmup + (100 if plan.mode in ("stress", "open") else plan.count)
             with (
                 running_runtime(duroxide, server_dsn, path_dsn, schema, plan) as client,
-                Progress(length, f"recording {plan.mode}") as progress,
+                ExitStack() as nodes,
             ):
-                driver = Driver(client, plan, writer, progress)
-                _run_interruptibly(driver, signals.ignore)
+                for number in range(2, plan.nodes + 1):
+                    nodes.enter_context(NodeProcess(path_dsn, schema, plan, number))
+                with Progress(length, f"recording {plan.mode}") as progress:
+                    driver = Driver(client, plan, writer, progress)
+                    _run_interruptibly(driver, signals.ignore)
             if options["calls"] and driver.t0_wall is not None:
                 for call in _call_records(log_path, driver.t0_wall):
                     writer.write(call)
+            writer.close(driver.header)
         except KeyboardInterrupt:
             kept = writer.written if writer else 0
             raise Interrupted(
@@ -293,4 +310,7 @@ def _summary_line(out: Path, driver: Driver, rtt_ms: float) -> str:
     if driver.summary is not None:
         s = driver.summary
         text += f", {s['completed']} completed in {s['total_s']:g} s ({s['throughput_per_s']:g}/s)"
+    if driver.header:
+        h = driver.header
+        text += f", {h['arrivals']} arrived, {h['failed']} did not complete"
     return text

@@ -64,6 +64,10 @@ def _at_least_one(value: int) -> str | None:
     return None if value >= 1 else f"must be >= 1, got {value}"
 
 
+def _optional_at_least_one(value: int | None) -> str | None:
+    return None if value is None else _at_least_one(value)
+
+
 def _not_negative(value: float) -> str | None:
     return None if value >= 0 else f"must be >= 0, got {value}"
 
@@ -148,12 +152,19 @@ class RuntimeOptions:
 @dataclass(frozen=True, slots=True)
 class Host:
     """The runtime's hosts: `nodes` runtimes, each with its own dispatchers and pool, against one
-    database; clients are spread over them in turn."""
+    database; the client load is spread in turn over the first `client_nodes` of them (each
+    client on its node's provider and pool, as `Client::new(provider)` shares it)."""
 
     nodes: int = field(default=1, metadata={"check": _at_least_one})
+    client_nodes: int | None = field(default=None, metadata={"check": _optional_at_least_one})
+    """Nodes that run clients; unset: every node. `durosim record --nodes` puts them on one."""
 
     call_overhead_s: float | None = None
     """Client-side time per provider call; unset means the runtime profile's calibrated value."""
+
+    def __post_init__(self) -> None:
+        if self.client_nodes is not None and self.client_nodes > self.nodes:
+            raise ConfigError(f"client_nodes ({self.client_nodes}) must be <= nodes ({self.nodes})")
 
 
 @dataclass(frozen=True, slots=True)

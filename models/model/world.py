@@ -191,7 +191,8 @@ def simulate(scenario: Scenario, replication: int = 0, keep_records: bool = Fals
         )
 
     driver = Driver(
-        env, clients, log, scenario.workload, collector.done, measure_start,
+        env, clients[: scenario.host.client_nodes or len(clients)], log, scenario.workload,
+        collector.done, measure_start,
         arrival_times(scenario, streams),
     )  # fmt: skip
     env.run(until=env.process(driver.run()))
