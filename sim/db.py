@@ -112,12 +112,13 @@ class DbClient:
         self.last_connection = -1
         self.last_released_s = 0.0
 
-    def call(self, statement: Statement):
-        """Generator: run one statement; return (its commit's result, the call's CallTimes)."""
-        results = yield from self.call_many((statement,))
+    def call(self, statement: Statement, caller: str = ""):
+        """Generator: run one statement; return (its commit's result, the call's CallTimes).
+        `caller` names the kind of caller, for the pool's waiting time by caller."""
+        results = yield from self.call_many((statement,), caller)
         return results[0]
 
-    def call_many(self, statements: Sequence[Statement]):
+    def call_many(self, statements: Sequence[Statement], caller: str = ""):
         """Generator: several statements pipelined on one connection, in one round trip: each
         runs at the server when the one before it commits, and one reply brings all results.
         Returns [(result, CallTimes)] in order; the times share start, acquisition and reply."""
@@ -128,7 +129,7 @@ class DbClient:
         start = env.now
         taken = pool.try_take()
         if taken is None:
-            connection, fresh = yield from pool.acquire()
+            connection, fresh = yield from pool.acquire(caller)
         else:
             connection, fresh = taken
         acquired = env.now

@@ -59,9 +59,11 @@ class Pool:
             self.opened += 1
         self.idle: deque[Connection] = deque(Connection(i) for i in range(self.opened))
         self.in_use = 0
-        self.waiters: deque[simpy.Event] = deque()
+        self.waiters: deque[tuple[simpy.Event, str]] = deque()
         self.occupancy = Level()
         self.queue = Level()
+        self.queue_by_caller: dict[str, Level] = {}
+        """Callers waiting for a permit, by the kind of caller `acquire` was given."""
 
     def try_take(self) -> tuple[Connection, bool] | None:
         """A connection at once if there is a permit and an idle or openable connection."""
@@ -69,16 +71,25 @@ class Pool:
             return self._take()
         return None
 
-    def acquire(self):
-        """Generator: wait for a permit; return (connection, newly_opened)."""
+    def acquire(self, caller: str = ""):
+        """Generator: wait for a permit; return (connection, newly_opened). `caller` names the
+        kind of caller, for the waiting time by caller."""
         taken = self.try_take()
         if taken is not None:
             return taken
         ready = self.env.event()
-        self.waiters.append(ready)
-        self.queue.set(self.env.now, len(self.waiters))
+        self.waiters.append((ready, caller))
+        self._waiting(caller, +1)
         connection = yield ready
         return connection, False
+
+    def _waiting(self, caller: str, change: int) -> None:
+        now = self.env.now
+        self.queue.set(now, len(self.waiters))
+        level = self.queue_by_caller.get(caller)
+        if level is None:
+            level = self.queue_by_caller[caller] = Level(0.0, self.queue.start)
+        level.set(now, level.value + change)
 
     def _take(self) -> tuple[Connection, bool]:
         """Hand out an idle connection, or a new one (the caller has checked the limit)."""
@@ -92,8 +103,9 @@ class Pool:
 
     def release(self, connection: Connection) -> None:
         if self.waiters:
-            self.waiters.popleft().succeed(connection)
-            self.queue.set(self.env.now, len(self.waiters))
+            ready, caller = self.waiters.popleft()
+            ready.succeed(connection)
+            self._waiting(caller, -1)
             return
         self.in_use -= 1
         self.occupancy.set(self.env.now, self.in_use)

@@ -119,6 +119,12 @@ def capacity(scenario, slo, varies, overrides, replications, duration_s, warmup_
             + ", ".join(f"{k} {v * 100:.0f}%" for k, v in at["utilisation"].items())
             + " busy at the highest rate)"
         )
+        beyond = r["beyond"]
+        if beyond is not None:
+            click.echo(
+                f"at {beyond['rate_per_s']:.4g}/s, the lowest rate that misses it, the work waits "
+                f"for {beyond['waits_for']}"
+            )
 
 
 def _suffixed(path: str, combo: tuple) -> str:

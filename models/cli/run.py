@@ -13,6 +13,7 @@ from durosim.cli.paths import figure_path, output_path
 from durosim.evidence.conditions import of_scenario
 from durosim.evidence.trace_format import write_trace
 from durosim.experiments.results import run_replications, summarize
+from durosim.experiments.saturation import past_saturation
 from durosim.model.scenario import Scenario, shipped
 from durosim.model.world import simulate
 from durosim.sim.config import read_toml
@@ -44,7 +45,7 @@ def _ci_text(value: float | None) -> str:
     return "" if value is None else f" ± {value:.3g}"
 
 
-def _print_summary(s: Scenario, out: dict) -> None:
+def _print_summary(s: Scenario, out: dict, verdict: str | None = None) -> None:
     echo = click.echo
     echo(_describe(s))
     echo(
@@ -94,12 +95,19 @@ def _print_summary(s: Scenario, out: dict) -> None:
         f"{out['pool_waiting_mean']:.2f} callers waiting; "
         f"database cores {out['server_utilisation'] * 100:.1f}% busy"
     )
+    rates = out["db_calls_per_s"]
+    echo(
+        f"DB calls per second: {rates['busy']:.1f} busy + {rates['idle']:.1f} idle "
+        f"(empty fetches) = {rates['total']:.1f}"
+    )
     echo(
         f"slots busy: orchestration {out['orchestration_slot_utilisation'] * 100:.0f}%, "
         f"worker {out['worker_slot_utilisation'] * 100:.0f}%; queued on average: "
         f"{out['orchestrator_queue_mean']:.2f} orchestrator messages, "
         f"{out['worker_queue_mean']:.2f} work items"
     )
+    if verdict:
+        echo(verdict)
 
 
 @click.command()
@@ -139,13 +147,17 @@ def run(scenario, overrides, seed, replications, as_json, trace_out, timeline, t
     output_path(trace_events)
     s = load_scenario(scenario, overrides, seed, replications)
     runs = run_replications(s)
-    out = summarize(s, runs).to_dict()
+    summary = summarize(s, runs)
+    out = summary.to_dict()
+    verdict = past_saturation(s, summary)
+    if verdict:
+        out["past_saturation"] = verdict
     if trace_out or timeline or trace_events:
         _write_replication_zero(s, trace_out, timeline, trace_events)
     if as_json:
         click.echo(json.dumps(out, indent=2))
     else:
-        _print_summary(s, out)
+        _print_summary(s, out, verdict)
 
 
 def _write_replication_zero(s: Scenario, trace_out, timeline, trace_events) -> None:

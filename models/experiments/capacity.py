@@ -15,12 +15,12 @@ import re
 from dataclasses import dataclass, replace
 
 from durosim.experiments.results import run_replications, summarize
+from durosim.experiments.saturation import RESOURCES, bottleneck, utilisation
 from durosim.model.scenario import Scenario
 from durosim.sim.config import ConfigError
 from durosim.sim.stats import percentile
 
 _SLO = re.compile(r"^\s*(mean|p50|p90|p95|p99)\s*(<=|<)\s*([0-9.]+)\s*(ms|s)\s*$")
-RESOURCES = ("pool", "database cores", "orchestration slots", "worker slots")
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,19 +65,16 @@ def evaluate(scenario: Scenario, rate: float, objective: Objective, replications
              duration_s: float, warmup_s: float) -> dict:  # fmt: skip
     s = open_load(scenario, rate, duration_s, warmup_s)
     summary = summarize(s, run_replications(s, replications))
-    utilisation = {
-        "pool": summary.pool_in_use_mean / s.pool.size,
-        "database cores": summary.server_utilisation,
-        "orchestration slots": summary.orchestration_slot_utilisation,
-        "worker slots": summary.worker_slot_utilisation,
-    }
+    busy = utilisation(s, summary)
     row = summary.to_dict()
     return {
         "rate_per_s": rate,
         "throughput_per_s": row["throughput_per_s"],
         "latency_ms": row["latency_ms"],
         "failed": summary.failed,
-        "utilisation": {k: round(v, 4) for k, v in utilisation.items()},
+        "utilisation": {k: round(v, 4) for k, v in busy.items()},
+        "pool_waiting_by_caller": row["pool_waiting_by_caller"],
+        "waits_for": bottleneck(busy, summary.pool_waiting_by_caller),
         "met": objective.met(summary.latencies_ms) and summary.failed == 0,
     }
 
@@ -136,11 +133,13 @@ def capacity(
     saturating = None
     if best is not None:
         saturating = max(RESOURCES, key=lambda k: best["utilisation"][k])
+    missed = [p for p in points if not p["met"]]
     return {
         "slo": objective.text,
         "max_rate_per_s": None if best is None else round(best["rate_per_s"], 4),
         "at_max": best,
         "saturates_first": saturating,
+        "beyond": missed[0] if missed else None,
         "knee": knee(points, objective.metric if objective.metric != "mean" else "p50"),
         "points": points,
     }

@@ -61,6 +61,10 @@ class Summary:
     breakdown_ms: dict[str, float]
     pool_in_use_mean: float
     pool_waiting_mean: float
+    pool_waiting_by_caller: dict[str, float]
+    """Callers waiting for a connection on average, by kind of caller."""
+    db_calls_per_s: dict[str, float]
+    """Provider calls per second in the measured window: busy, idle (empty fetches), total."""
     server_utilisation: float
     orchestrator_queue_mean: float
     worker_queue_mean: float
@@ -91,6 +95,10 @@ class Summary:
             "breakdown_ms": {part: round(ms, 2) for part, ms in self.breakdown_ms.items()},
             "pool_in_use_mean": round(self.pool_in_use_mean, 3),
             "pool_waiting_mean": round(self.pool_waiting_mean, 3),
+            "pool_waiting_by_caller": {
+                caller: round(value, 3) for caller, value in self.pool_waiting_by_caller.items()
+            },
+            "db_calls_per_s": {kind: round(v, 2) for kind, v in self.db_calls_per_s.items()},
             "server_utilisation": round(self.server_utilisation, 4),
             "orchestrator_queue_mean": round(self.orchestrator_queue_mean, 3),
             "worker_queue_mean": round(self.worker_queue_mean, 3),
@@ -101,6 +109,12 @@ class Summary:
             out["total_s"] = round(mean(self.total_per_run_s), 3)
             out["total_ci_s"] = _ci(self.total_per_run_s)
         return out
+
+
+def _mean_by_key(dicts: list[dict[str, float]]) -> dict[str, float]:
+    """The mean of each key over the dicts (a key a dict lacks counts as 0)."""
+    keys = sorted({key for d in dicts for key in d})
+    return {key: sum(d.get(key, 0.0) for d in dicts) / len(dicts) for key in keys}
 
 
 def summarize(scenario: Scenario, runs: list[RunResult]) -> Summary:
@@ -149,6 +163,8 @@ def summarize(scenario: Scenario, runs: list[RunResult]) -> Summary:
         ),
         pool_in_use_mean=sum(r.pool_in_use_mean for r in runs) / n,
         pool_waiting_mean=sum(r.pool_waiting_mean for r in runs) / n,
+        pool_waiting_by_caller=_mean_by_key([r.pool_waiting_by_caller for r in runs]),
+        db_calls_per_s=_mean_by_key([r.calls_per_s for r in runs]),
         server_utilisation=sum(r.server_utilisation for r in runs) / n,
         orchestrator_queue_mean=sum(r.orchestrator_queue_mean for r in runs) / n,
         worker_queue_mean=sum(r.worker_queue_mean for r in runs) / n,

@@ -61,6 +61,16 @@ class Op:
 
     statement: Statement
     done: Callable[[object, CallTimes], object]
+    caller: str = "client"
+    """The kind of caller, for the pool's waiting time by caller (`caller_kind`)."""
+
+
+CALLER_KINDS = {"orch": "orchestration slots", "work": "worker slots"}
+
+
+def caller_kind(actor: str) -> str:
+    """What kind of caller an actor is: a dispatcher slot ("orch-0", "work-1") or the client."""
+    return CALLER_KINDS.get(actor[:4], "client")
 
 
 class PostgresProvider:
@@ -101,13 +111,13 @@ class PostgresProvider:
 
     def run(self, op: Op):
         """Generator: one call; what its `done` makes of the result."""
-        [(result, times)] = yield from self.db.call_many((op.statement,))
+        [(result, times)] = yield from self.db.call_many((op.statement,), op.caller)
         self.log.connection, self.log.released_s = self.db.last_connection, self.db.last_released_s
         return op.done(result, times)
 
     def run_together(self, ops: list[Op]):
         """Generator: calls pipelined into one round trip (the pipelining what-if)."""
-        results = yield from self.db.call_many([op.statement for op in ops])
+        results = yield from self.db.call_many([op.statement for op in ops], ops[0].caller)
         self.log.connection, self.log.released_s = self.db.last_connection, self.db.last_released_s
         return [op.done(result, times) for op, (result, times) in zip(ops, results)]
 
@@ -186,6 +196,7 @@ class PostgresProvider:
         return Op(
             Statement(label, commit, begin),
             lambda result, times: self._fetched(label, actor, result, times),
+            caller_kind(actor),
         )
 
     def fetch_orchestration_item(self, actor: str) -> Op:
@@ -234,7 +245,11 @@ class PostgresProvider:
             return path, times
 
         extra = 0 if self.stored_procedures else PRE_PROCEDURE_ACK_STATEMENTS - 1 + events
-        return Op(Statement("ack_orchestration_item", commit, extra_round_trips=extra), done)
+        return Op(
+            Statement("ack_orchestration_item", commit, extra_round_trips=extra),
+            done,
+            caller_kind(actor),
+        )
 
     def orchestration_turn(
         self, actor: str, turn: Callable[[Instance, list[Message], CallTimes], tuple]
@@ -268,7 +283,9 @@ class PostgresProvider:
                 self.log.note("fetch_work_item", item.instance, times, actor)
             return items, times
 
-        return Op(Statement("fetch_work_item", lambda times: taken[0], begin), done)
+        return Op(
+            Statement("fetch_work_item", lambda times: taken[0], begin), done, caller_kind(actor)
+        )
 
     def ack_work_items(
         self, items: list[WorkItem], path_at: Callable[[WorkItem, CallTimes], Path], actor: str
@@ -284,7 +301,7 @@ class PostgresProvider:
                 self.log.note("ack_work_item", item.instance, times, actor)
             return times
 
-        return Op(Statement("ack_work_item", commit), done)
+        return Op(Statement("ack_work_item", commit), done, caller_kind(actor))
 
     # -- the client and reads -----------------------------------------------------------------
 
@@ -298,7 +315,7 @@ class PostgresProvider:
             self.log.note("enqueue_orchestrator_work", instance, times, actor)
             return times
 
-        return Op(Statement("enqueue_orchestrator_work", commit), done)
+        return Op(Statement("enqueue_orchestrator_work", commit), done, caller_kind(actor))
 
     def fetch_history(self, instance: Instance, actor: str) -> Op:
         """(whether the instance's completion is committed, times)."""
@@ -307,11 +324,15 @@ class PostgresProvider:
             self.log.note("fetch_history", instance, times, actor)
             return finished, times
 
-        return Op(Statement("fetch_history", lambda times: instance.done_at is not None), done)
+        return Op(
+            Statement("fetch_history", lambda times: instance.done_at is not None),
+            done,
+            caller_kind(actor),
+        )
 
     def get_custom_status(self, instance: Instance, actor: str) -> Op:
         def done(_, times):
             self.log.note("get_custom_status", instance, times, actor)
             return times
 
-        return Op(Statement("get_custom_status", lambda times: None), done)
+        return Op(Statement("get_custom_status", lambda times: None), done, caller_kind(actor))

@@ -39,6 +39,11 @@ class RunResult:
     total_s: float | None
     pool_in_use_mean: float
     pool_waiting_mean: float
+    pool_waiting_by_caller: dict[str, float]
+    """Callers waiting for a connection on average, by kind (client, orchestration slots,
+    worker slots), all nodes' pools together."""
+    window_s: float
+    """The measured window: from the first measured start to the last measured end."""
     server_utilisation: float
     events: int
     records: list[dict] = field(default_factory=list)
@@ -47,6 +52,20 @@ class RunResult:
     orchestration_slot_utilisation: float = 0.0
     worker_slot_utilisation: float = 0.0
     connections_open: int = 0
+
+    @property
+    def calls_per_s(self) -> dict[str, float]:
+        """Provider calls per second in the measured window: `busy` ones that found or wrote
+        something, `idle` ones (empty fetches), and the `total`."""
+        if self.window_s <= 0:
+            return {"busy": 0.0, "idle": 0.0, "total": 0.0}
+        idle = sum(n for op, n in self.calls.items() if op.endswith("(empty)"))
+        total = sum(self.calls.values())
+        return {
+            "busy": (total - idle) / self.window_s,
+            "idle": idle / self.window_s,
+            "total": total / self.window_s,
+        }
 
     @property
     def calls_per_orchestration(self) -> dict[str, float]:
@@ -112,6 +131,14 @@ def arrival_times(scenario: Scenario, streams: Streams) -> list[float] | None:
         if t >= workload.duration_s:
             return times
         times.append(t)
+
+
+def _waiting_by_caller(pools: list[Pool], end: float) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for pool in pools:
+        for caller, level in pool.queue_by_caller.items():
+            out[caller] = out.get(caller, 0.0) + level.mean(end)
+    return dict(sorted(out.items()))
 
 
 def simulate(scenario: Scenario, replication: int = 0, keep_records: bool = False) -> RunResult:
@@ -181,7 +208,12 @@ def simulate(scenario: Scenario, replication: int = 0, keep_records: bool = Fals
     at_start: dict[str, float] = {}
 
     def measure_start() -> None:
-        for level in (*queues, *(p.occupancy for p in pools), *(p.queue for p in pools)):
+        for level in (
+            *queues,
+            *(p.occupancy for p in pools),
+            *(p.queue for p in pools),
+            *(level for p in pools for level in p.queue_by_caller.values()),
+        ):
             level.reset(env.now)
         at_start.update(
             time=env.now,
@@ -231,6 +263,8 @@ def simulate(scenario: Scenario, replication: int = 0, keep_records: bool = Fals
         total_s=driver.total_s,
         pool_in_use_mean=sum(p.occupancy.mean(end) for p in pools) / len(pools),
         pool_waiting_mean=sum(p.queue.mean(end) for p in pools),
+        pool_waiting_by_caller=_waiting_by_caller(pools, end),
+        window_s=window,
         server_utilisation=utilisation(server.busy_s - at_start.get("server", 0.0), server.cores),
         events=getattr(env, "events", 0),
         records=records,
