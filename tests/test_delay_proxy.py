@@ -145,3 +145,19 @@ def test_the_proxy_process_adds_the_rtt_and_stops(echo_port):
         proxy.stop()
     assert abs(added - 10.0) <= 1.0, f"added {added:.3f} ms"
     assert process.poll() is not None
+
+
+def test_a_module_named_like_a_library_in_the_current_folder_does_not_break_it(
+    echo_port, tmp_path, monkeypatch
+):
+    # A user's bisect.py or random.py beside their traces once replaced the stdlib module in
+    # the proxy's child process (python -c puts the current folder first on sys.path).
+    for name in ("bisect", "random", "selectors"):
+        (tmp_path / f"{name}.py").write_text("raise SystemExit('shadowed')\n")
+    monkeypatch.chdir(tmp_path)
+    proxy = ProxyProcess("127.0.0.1", echo_port, 2.0).start()
+    try:
+        assert proxy.port > 0
+        assert median_rtt_ms(proxy.port) >= 2.0
+    finally:
+        proxy.stop()

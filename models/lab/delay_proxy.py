@@ -26,10 +26,11 @@ import collections
 import selectors
 import signal
 import socket
-import subprocess
 import sys
 import threading
 import time
+
+from durosim.lab.child import ChildProcess
 
 # Sleep until this long before a deadline, then finish with short yielding spins: select()
 # overshoots by the kernel's timer slack plus a wake-up (50-200 us on a loaded 2-core VM).
@@ -228,53 +229,29 @@ class DelayProxy:
         upstream.attach(client)
 
 
-class ProxyProcess:
+class ProxyProcess(ChildProcess):
     """`DelayProxy` in a child process of its own (its own GIL), stopped when `stop()` closes
     its stdin or this process dies; use as a context manager."""
 
     def __init__(self, upstream_host: str, upstream_port: int, rtt_ms: float):
         if rtt_ms < 0:
             raise ValueError(f"rtt_ms must be >= 0, got {rtt_ms}")
-        self.args = [upstream_host, str(upstream_port), repr(float(rtt_ms))]
+        super().__init__(
+            "delay proxy", _CHILD, [upstream_host, str(upstream_port), repr(float(rtt_ms))]
+        )
         self.host = "127.0.0.1"
         self.port = 0
-        self.process: subprocess.Popen | None = None
 
     def __enter__(self) -> ProxyProcess:
         return self.start()
 
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
     def start(self) -> ProxyProcess:
-        self.process = subprocess.Popen(
-            [sys.executable, "-c", _CHILD, *self.args],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            start_new_session=True,  # a terminal's Ctrl-C is for the parent, which stops it
-        )
-        line = self.process.stdout.readline()
-        if not line.strip().isdigit():
-            error = self.process.stderr.read().strip().splitlines()
+        line = self.first_line()
+        if not line.isdigit():
             self.stop()
-            raise OSError(f"delay proxy did not start: {error[-1] if error else 'no output'}")
+            raise OSError(f"delay proxy did not start: {line}")
         self.port = int(line)
         return self
-
-    def stop(self) -> None:
-        process, self.process = self.process, None
-        if process is None:
-            return
-        try:
-            process.stdin.close()
-            process.wait(timeout=5)
-        except (OSError, subprocess.TimeoutExpired):
-            process.kill()
-            process.wait()
-        for stream in (process.stdout, process.stderr):
-            stream.close()
 
 
 def _serve(upstream_host: str, upstream_port: str, rtt_ms: str) -> None:

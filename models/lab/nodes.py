@@ -10,63 +10,34 @@ from __future__ import annotations
 import dataclasses
 import json
 import signal
-import subprocess
 import sys
 
+from durosim.lab.child import ChildProcess
 from durosim.lab.driver import Plan, first_line
 from durosim.sim.errors import ExternalError
 
 READY = "ready"
-START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 15.0
 
 
-class NodeProcess:
+class NodeProcess(ChildProcess):
     """One runtime node in a child process (a context manager)."""
 
+    stop_timeout_s = STOP_TIMEOUT_S
+
     def __init__(self, dsn: str, schema: str, plan: Plan, number: int):
-        self.args = json.dumps(
-            {"dsn": dsn, "schema": schema, "plan": dataclasses.asdict(plan), "number": number}
-        )
-        self.number = number
-        self.process: subprocess.Popen | None = None
+        args = {"dsn": dsn, "schema": schema, "plan": dataclasses.asdict(plan), "number": number}
+        super().__init__(f"runtime node {number}", _CHILD, [json.dumps(args)])
 
     def __enter__(self) -> NodeProcess:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def start(self) -> NodeProcess:
-        self.process = subprocess.Popen(
-            [sys.executable, "-c", _CHILD, self.args],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            start_new_session=True,  # a terminal's Ctrl-C is for the parent, which stops it
-        )
-        line = self.process.stdout.readline().strip()
-        if line != READY:
-            error = self.process.stderr.read().strip().splitlines()
-            self.stop()
-            raise ExternalError(
-                f"runtime node {self.number} did not start: {error[-1] if error else line}"
-            )
-        return self
-
-    def stop(self) -> None:
-        process, self.process = self.process, None
-        if process is None:
-            return
         try:
-            process.stdin.close()
-            process.wait(timeout=STOP_TIMEOUT_S)
-        except (OSError, subprocess.TimeoutExpired):
-            process.kill()
-            process.wait()
-        for stream in (process.stdout, process.stderr):
-            stream.close()
+            line = self.first_line()
+        except OSError as err:
+            raise ExternalError(str(err)) from None
+        if line != READY:
+            self.stop()
+            raise ExternalError(f"{self.what} did not start: {line}")
+        return self
 
 
 def _serve(text: str) -> None:
