@@ -1,6 +1,8 @@
 """One orchestration's timeline: the client, each dispatcher slot and each pool connection as
 lanes, the provider calls as bars (pool wait, then the round trips to the commit, then the reply),
-so the poll waits and the round trips show. Drawn from call records (`durosim run --trace`)."""
+so the poll waits and the round trips show; below them, when any call waited for a connection,
+how many callers waited, by kind (client checks, orchestration slots, worker slots), which is
+what a scenario past saturation collapses on. Drawn from call records (`durosim run --trace`)."""
 
 from __future__ import annotations
 
@@ -40,8 +42,13 @@ def timeline(records: list[dict], instance: str) -> Figure:
                                                   if r.get("connection", -1) >= 0},
                    key=_lane_order)  # fmt: skip
     index = {lane: i for i, lane in enumerate(lanes)}
-    figure = Figure(figsize=(12, 0.42 * len(lanes) + 1.6), layout="constrained")
-    ax = figure.subplots()
+    waits = [r for r in calls if r["acquired_ms"] > r["start_ms"]]
+    figure = Figure(figsize=(12, 0.42 * len(lanes) + 1.6 + 1.4 * bool(waits)), layout="constrained")
+    if waits:
+        ax, below = figure.subplots(2, 1, sharex=True, height_ratios=[max(len(lanes), 3), 3])
+        _waiters(below, waits)
+    else:
+        ax = figure.subplots()
     for r in calls:
         op = r["op"].replace(" (empty)", "").replace(" (error)", "")
         colour = OP_COLOURS.get(op, "#8c8c8c")
@@ -64,7 +71,7 @@ def timeline(records: list[dict], instance: str) -> Figure:
     ax.set_yticks(range(len(lanes)), lanes, fontsize=8)
     ax.invert_yaxis()
     ax.set_xlim(lo - 0.02 * (hi - lo), hi + 0.02 * (hi - lo))
-    ax.set_xlabel("simulated time (ms)")
+    (below if waits else ax).set_xlabel("simulated time (ms)")
     ax.set_title(
         f"{instance}: {hi - lo:.0f} ms from start to the client seeing completion; "
         "bold = this orchestration's calls, | = commit, red = pool wait",
@@ -75,3 +82,31 @@ def timeline(records: list[dict], instance: str) -> Figure:
               bbox_to_anchor=(0.5, -0.12))  # fmt: skip
     ax.grid(axis="x", alpha=0.3)
     return figure
+
+
+def _kind(actor: str) -> str:
+    return {"orch": "orchestration slots", "work": "worker slots"}.get(actor[:4], "client")
+
+
+def _waiters(ax, waits: list[dict]) -> None:
+    """Callers waiting for a connection over time, one step line per kind of caller."""
+    for kind, colour in (
+        ("client", "#dd8452"),
+        ("orchestration slots", "#4c72b0"),
+        ("worker slots", "#55a868"),
+    ):
+        edges = sorted(
+            [(r["start_ms"], 1) for r in waits if _kind(r["actor"]) == kind]
+            + [(r["acquired_ms"], -1) for r in waits if _kind(r["actor"]) == kind]
+        )
+        if not edges:
+            continue
+        xs, ys, level = [edges[0][0]], [0], 0
+        for at, change in edges:
+            level += change
+            xs.append(at)
+            ys.append(level)
+        ax.step(xs, ys, where="post", color=colour, lw=1.0, label=kind)
+    ax.set_ylabel("waiting for\na connection", fontsize=8)
+    ax.legend(fontsize=7, loc="upper left")
+    ax.grid(alpha=0.3)

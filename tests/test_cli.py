@@ -295,3 +295,51 @@ def test_a_relative_arrival_trace_resolves_against_the_scenario_file(cli, root, 
     result = cli("run", "../plans/replay.toml", "--replications", 1)
     assert result.exit_code == 0, result.output
     assert "arrivals replayed from" in result.output
+
+
+def test_an_open_trace_on_two_nodes_validates_against_itself(cli, root, tmp_path):
+    """A simulated open-loop run past saturation, written as a trace, is replayed by validate:
+    its arrival times, its two nodes with the client on the first, and its wait timeout, so the
+    failures come out as the run had them."""
+    path = tmp_path / "open.jsonl"
+    settings = [
+        'workload.mode="open"', "workload.arrival_rate_per_s=4", "workload.duration_s=30",
+        "workload.wait_timeout_ms=8000", "network.rtt_ms=20", "host.nodes=2",
+        "host.client_nodes=1",
+    ]  # fmt: skip
+    args = [a for s in settings for a in ("--set", s)]
+    ran = cli("run", root / "configs/lab.toml", *args, "--replications", 1, "--trace", path)
+    assert ran.exit_code == 0, ran.output
+    assert "past saturation" in ran.output and "client" in ran.output
+    trace = read_trace(path)
+    c = trace.conditions
+    assert (c["mode"], c["nodes"], c["client_nodes"], c["wait_timeout_ms"]) == ("open", 2, 1, 8000)
+    assert trace.failures, "past saturation some waits time out"
+    result = cli("validate", path, "--json", "--replications", 2)
+    (row,) = json.loads(result.output)["traces"]
+    assert row["measured"]["failed"] == len(trace.failures)
+    assert row["predicted"]["failed"] >= 1
+    assert (
+        row["measured"]["failed"] / 1.5
+        <= row["predicted"]["failed"]
+        <= (row["measured"]["failed"] * 1.5)
+    )
+
+
+@pytest.mark.parametrize(
+    "conditions, message",
+    [
+        ({"mode": "open", "rtt_ms": 20}, "needs conditions.arrival_rate_per_s"),
+        ({"mode": "open", "rtt_ms": 20, "arrival_rate_per_s": 1, "nodes": 0}, "nodes"),
+        ({"mode": "open", "rtt_ms": 20, "arrival_rate_per_s": -1}, "arrival_rate_per_s"),
+        ({"mode": "open", "rtt_ms": 20, "arrival_rate_per_s": 1, "wait_timeout_ms": 0}, "wait"),
+    ],
+)
+def test_a_bad_open_trace_is_one_line(cli, tmp_path, conditions, message):
+    path = tmp_path / "bad.jsonl"
+    header = {"format": "durosim-trace/1", "source": "test", "conditions": conditions}
+    record = {"type": "orchestration", "instance": "a", "start_ms": 0, "end_ms": 900}
+    path.write_text(json.dumps(header) + "\n" + json.dumps(record) + "\n")
+    result = cli("validate", path)
+    assert result.exit_code == 2, result.output
+    assert message in result.output and len(result.output.strip().splitlines()) == 1

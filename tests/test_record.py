@@ -135,6 +135,51 @@ def test_calls_adds_one_record_per_provider_call(tmp_path, database):
     assert fitted.ping_round_trips == pytest.approx(1.0, abs=0.25)
 
 
+def test_open_mode_on_two_nodes_records_every_arrival(tmp_path, database):
+    path = tmp_path / "open.jsonl"
+    code, out, err = run(
+        "record", "--dsn", database, "--rtt-ms", 5, "--fanout", 2, "--mode", "open",
+        "--rate", 4, "--duration-s", 3, "--seed", 7, "--nodes", 2, "--warmup", 1, "--out", path,
+    )  # fmt: skip
+    assert code == 0, err
+    assert _durosim_schemas(database) == [], "the run's schema is dropped"
+    trace = read_trace(path)
+    c = trace.conditions
+    assert (c["mode"], c["arrival_rate_per_s"], c["duration_s"]) == ("open", 4.0, 3.0)
+    assert (c["nodes"], c["client_nodes"], c["wait_timeout_ms"]) == (2, 1, 120_000)
+    measured = [o for o in trace.orchestrations if not o.warmup]
+    assert trace.arrivals == len(measured) > 4 and trace.failed == 0
+    # the arrivals are the seeded Poisson times, each started at its time on the trace's clock
+    from durosim.lab.driver import Plan
+
+    plan = Plan(5, 2, 0.0, 2, 2, "open", 1, 1, 3.0, 1, 100, 10, 4.0, 7)
+    starts = sorted(o.start_ms for o in measured)
+    gaps = [b - a for a, b in zip(starts, starts[1:])]
+    expected = plan.arrivals_s()
+    wanted = [(b - a) * 1000.0 for a, b in zip(expected, expected[1:])]
+    assert len(starts) == len(expected)
+    assert all(abs(g - w) < 50.0 for g, w in zip(gaps, wanted)), (gaps, wanted)
+    # validate replays those arrival times on two nodes, with the client on the first
+    result = compare(trace, replications=2)
+    assert result.scenario.host.nodes == 2 and result.scenario.host.client_nodes == 1
+    assert result.scenario.workload.arrival_trace
+    assert result.measured["failed"] == 0 and "failed" in result.predicted
+
+
+def test_an_orchestration_that_times_out_is_recorded_not_dropped(tmp_path, database):
+    path = tmp_path / "timeouts.jsonl"
+    code, out, err = run(
+        "record", "--dsn", database, "--rtt-ms", 20, "--fanout", 2, "--mode", "open",
+        "--rate", 2, "--duration-s", 2, "--wait-timeout-ms", 50, "--warmup", 0, "--out", path,
+    )  # fmt: skip
+    assert code == 0, err
+    trace = read_trace(path)
+    assert trace.arrivals == len(trace.orchestrations) >= 1
+    assert trace.failed == len(trace.failures) == trace.arrivals, "none completes in 50 ms"
+    assert trace.measured == []
+    assert "did not complete" in out
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -165,6 +210,14 @@ def test_without_duroxide_the_error_says_what_to_install(tmp_path, monkeypatch):
         (["--concurrency", "2x2"], "expected O:W"),
         (["--mode", "sequential", "--duration-s", "5"], "--duration-s does not apply"),
         (["--dsn", "host=localhost"], "expected a URL"),
+        (["--mode", "open"], "--mode open needs --rate"),
+        (["--mode", "open", "--rate", "0"], "expected a finite number > 0"),
+        (["--mode", "open", "--rate", "nan"], "expected a finite number > 0"),
+        (["--mode", "open", "--rate", "inf"], "expected a finite number > 0"),
+        (["--mode", "open", "--rate", "1", "--duration-s", "-3"], "expected a finite number > 0"),
+        (["--rate", "1"], "--rate does not apply to --mode sequential"),
+        (["--nodes", "0"], "0 is not in the range x>=1"),
+        (["--wait-timeout-ms", "0"], "0 is not in the range x>=1"),
     ],
 )
 def test_bad_flags_are_one_line_errors(tmp_path, args, message):

@@ -1,8 +1,9 @@
 """The `durosim` command: the composition root (scenario files in, tables and JSON out).
 
 Each command group is a module of plain `click` commands added to the group here, and here alone
-the errors the rest of durosim raises become the command line's one-line errors and exit
-statuses: bad input 2, a failure outside durosim 1, an interrupted run 130.
+the errors the rest of durosim raises, and click's own usage errors, become the command line's
+one-line errors and exit statuses: bad input 2, a failure outside durosim 1, an interrupted run
+130.
 """
 
 from __future__ import annotations
@@ -34,9 +35,18 @@ class CliError(click.ClickException):
 class Commands(click.Group):
     """The command group that turns durosim's errors into `CliError`s."""
 
+    def make_context(self, info_name, args, parent=None, **extra):
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except click.UsageError as err:
+            raise CliError(f"{err.format_message()} (see '{info_name} --help')", 2) from None
+
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
+        except click.UsageError as err:
+            where = err.ctx.command_path if err.ctx is not None else ctx.command_path
+            raise CliError(f"{err.format_message()} (see '{where} --help')", 2) from None
         except InputError as err:
             raise CliError(str(err), 2) from None
         except Interrupted as err:

@@ -57,8 +57,12 @@ def of_scenario(s: Scenario) -> dict:
         poll_interval_ms=o.dispatcher_poll_interval_s * 1000.0,
         pool_size=s.pool.size,
         mode=w.mode,
-        in_flight=1 if w.mode == "sequential" else w.in_flight,
-        duration_s=w.duration_s if w.mode == "stress" else None,
+        in_flight=1 if w.mode in ("sequential", "open") else w.in_flight,
+        duration_s=w.duration_s if w.mode in ("stress", "open") else None,
+        arrival_rate_per_s=w.arrival_rate_per_s if w.mode == "open" else None,
+        wait_timeout_ms=w.wait_timeout_s * 1000.0,
+        nodes=s.host.nodes,
+        client_nodes=s.host.client_nodes,
     )
 
 

@@ -169,6 +169,7 @@ def predict(
         ),
         "turns_per_orchestration": mean([run.turns_per_orchestration for run in runs]),
         "replications": float(replications),
+        "calls_per_orchestration": result.calls_per_orchestration,
     }
     predicted = (
         {f"{stat}_ms": result.latency_ms[stat] for stat in ("mean", "p50", "p95")}
@@ -182,6 +183,36 @@ def predict(
     if scenario.workload.mode == "open":
         predicted["failed"] = mean([float(run.failed) for run in runs])
     return predicted, extra, result.latencies_ms
+
+
+CALLS_TOLERANCE_PCT = 10.0
+"""Provider calls per orchestration, by kind, empty polls included: what sizes a database."""
+
+
+def call_counts(trace: Trace, predicted: dict[str, float]) -> dict[str, dict] | None:
+    """For a trace with call records: its provider calls per measured orchestration by kind
+    (calls that start between the first measured start and the last measured end), beside the
+    model's, with the error in %. None without call records."""
+    records = trace.measured
+    if not trace.calls or not records:
+        return None
+    lo = min(o.start_ms for o in records)
+    hi = max(o.end_ms for o in records)
+    counts: dict[str, int] = {}
+    for call in trace.calls:
+        if lo <= call.start_ms <= hi:
+            counts[call.op] = counts.get(call.op, 0) + 1
+    out = {}
+    for op in sorted(set(counts) | set(predicted)):
+        measured = counts.get(op, 0) / len(records)
+        model = predicted.get(op, 0.0)
+        error = (model - measured) / measured * 100.0 if measured else math.nan
+        out[op] = {
+            "measured": round(measured, 3),
+            "predicted": round(model, 3),
+            "error_pct": None if math.isnan(error) else round(error, 1),
+        }
+    return out
 
 
 def failed_ok(measured: float, predicted: float) -> bool:
@@ -253,6 +284,12 @@ def compare(
         allowed[metric] = limit
         if not (abs(error) <= limit):
             ok = False
+    if trace.conditions.get("mode") == "open":
+        extra["arrivals"] = trace.arrivals or sum(not o.warmup for o in trace.orchestrations)
+    predicted_calls = extra.pop("calls_per_orchestration")
+    calls = call_counts(trace, predicted_calls)
+    if calls:
+        extra["calls_per_orchestration"] = calls
     measured_latencies = [o.latency_ms for o in trace.measured]
     if measured_latencies and latencies:
         extra["ks_distance"] = round(ks_distance(measured_latencies, latencies), 4)

@@ -1,11 +1,19 @@
-"""The validation report in Markdown: predicted vs measured for every trace, the published rows
-at their stated and inferred RTTs, and the cross-checks between rows of one site."""
+"""The validation report in Markdown: predicted vs measured for every trace, the failures of
+open-loop runs, the provider calls by kind where a trace has call records, the published rows at
+their stated and inferred RTTs, and the cross-checks between rows of one site."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from durosim.evidence.validate import RTT_SEARCH_MS, Comparison, CrossCheck
+from durosim.evidence.validate import (
+    CALLS_TOLERANCE_PCT,
+    FAILED_FACTOR,
+    RTT_SEARCH_MS,
+    Comparison,
+    CrossCheck,
+    failed_ok,
+)
 
 
 def _rtt(value: float | None) -> str:
@@ -23,6 +31,7 @@ def _conditions(c: Comparison) -> str:
         "sequential": "seq",
         "closed": f"closed {w.in_flight}",
         "stress": f"stress {w.in_flight}",
+        "open": f"open {w.arrival_rate_per_s:g}/s, wait {w.wait_timeout_s:g} s",
     }
     parts = [
         f"RTT {s.network.rtt.mean * 1000:g}",
@@ -30,6 +39,8 @@ def _conditions(c: Comparison) -> str:
         f"f{w.fanout}",
         mode[w.mode],
     ]
+    if s.host.nodes > 1:
+        parts.append(f"{s.host.nodes} nodes")
     if w.activity.mean:
         parts.append(f"act {w.activity.mean * 1000:g} ms")
     if o.dispatcher_poll_interval_s != 0.1:
@@ -83,6 +94,44 @@ def markdown(
                 )
                 + f" | {distance} |"
             )
+        lines.append("")
+    open_loop = [c for c in comparisons if "failed" in c.measured]
+    if open_loop:
+        lines += [
+            "Open-loop runs: orchestrations that did not complete within the wait timeout, "
+            f"measured / predicted per run (the prediction within a factor of {FAILED_FACTOR:g}; "
+            "where none failed for real, fewer than one a run).",
+            "",
+            "| trace | arrivals | not completed |",
+            "|---|---:|---|",
+        ]
+        for c in open_loop:
+            measured, predicted = c.measured["failed"], c.predicted.get("failed", 0.0)
+            mark = "" if failed_ok(measured, predicted) else " **✗**"
+            name = f"{Path(c.trace).parent.name}/{Path(c.trace).stem}"
+            lines.append(
+                f"| {name} | {c.extra.get('arrivals', '')} | {measured:g} / {predicted:.3g}{mark} |"
+            )
+        lines.append("")
+    with_calls = [c for c in comparisons if c.extra.get("calls_per_orchestration")]
+    if with_calls:
+        lines += [
+            "Provider calls per orchestration by kind, empty polls included, in traces with call "
+            f"records: measured / predicted (error; tolerance {CALLS_TOLERANCE_PCT:g}%).",
+            "",
+            "| trace | kind | calls per orchestration |",
+            "|---|---|---|",
+        ]
+        for c in with_calls:
+            name = f"{Path(c.trace).parent.name}/{Path(c.trace).stem}"
+            for op, row in c.extra["calls_per_orchestration"].items():
+                error = row["error_pct"]
+                outside = error is None or abs(error) > CALLS_TOLERANCE_PCT
+                text = "measured none" if error is None else f"{error:+.1f}%"
+                lines.append(
+                    f"| {name} | {op} | {row['measured']:.3g} / {row['predicted']:.3g} ({text})"
+                    f"{' **✗**' if outside else ''} |"
+                )
         lines.append("")
     if summary:
         stated_by_trace = {c.trace: c for c in stated or []}

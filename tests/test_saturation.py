@@ -1,0 +1,53 @@
+"""Saying why a scenario collapses: pool waiters by kind of caller, DB calls per second, and the
+past-saturation verdict."""
+
+import pytest
+
+from durosim.experiments.results import run_replications, summarize
+from durosim.experiments.saturation import bottleneck, past_saturation
+from durosim.model.scenario import load, shipped
+
+
+def _open(rate: float, **extra: str):
+    settings = [
+        'workload.mode="open"', f"workload.arrival_rate_per_s={rate}", "workload.duration_s=40",
+        "workload.wait_timeout_ms=20000", "network.rtt_ms=20", "replications=2",
+        *(f"{k}={v}" for k, v in extra.items()),
+    ]  # fmt: skip
+    s = load(shipped()["lab"], settings)
+    return s, summarize(s, run_replications(s))
+
+
+def test_light_load_keeps_up_and_says_nothing():
+    s, summary = _open(0.5)
+    assert summary.failed == 0
+    assert past_saturation(s, summary) is None
+
+
+def test_past_saturation_the_clients_checks_hold_the_pool():
+    s, summary = _open(4.0)
+    verdict = past_saturation(s, summary)
+    assert verdict is not None and verdict.startswith("past saturation")
+    waiting = summary.pool_waiting_by_caller
+    assert waiting["client"] > waiting.get("worker slots", 0) + waiting.get(
+        "orchestration slots", 0
+    )
+    assert "clients checking their orchestration's status" in verdict
+
+
+def test_waiters_by_caller_add_up_and_calls_per_second_split():
+    _, summary = _open(3.0)
+    assert sum(summary.pool_waiting_by_caller.values()) == pytest.approx(
+        summary.pool_waiting_mean, rel=1e-9
+    )
+    rates = summary.db_calls_per_s
+    assert rates["busy"] > 0 and rates["idle"] >= 0
+    assert rates["total"] == pytest.approx(rates["busy"] + rates["idle"])
+
+
+def test_without_a_queue_for_connections_the_busiest_resource_is_named():
+    busy = {"pool": 0.3, "database cores": 0.1, "orchestration slots": 0.5, "worker slots": 0.97}
+    assert bottleneck(busy, {"client": 0.1}) == "the worker slots, 97% busy"
+    assert bottleneck(busy, {"client": 2.0, "worker slots": 1.0}).startswith(
+        "the connection pool: 3.0 callers wait"
+    )
