@@ -127,13 +127,18 @@ def _source(plan: Plan, server: str, where: str, calls: bool) -> str:
         )
     else:
         path = "no added RTT; rtt_ms = median of 20 timed select 1 straight to the server"
-    mode = {
-        "sequential": "one at a time",
-        "closed": f"{plan.in_flight} client loops (closed)",
-        "stress": f"stress test, {plan.in_flight} in flight for {plan.duration_s:g} s then drain",
-        "open": f"open loop, Poisson arrivals at {plan.arrival_rate_per_s:g}/s for "
-        f"{plan.duration_s:g} s (seed {plan.seed})",
-    }[plan.mode]
+    if plan.mode == "open":
+        mode = (
+            f"open loop, Poisson arrivals at {plan.arrival_rate_per_s:g}/s for "
+            f"{plan.duration_s:g} s (seed {plan.seed})"
+        )
+    else:
+        mode = {
+            "sequential": "one at a time",
+            "closed": f"{plan.in_flight} client loops (closed)",
+            "stress": f"stress test, {plan.in_flight} in flight for {plan.duration_s:g} s, "
+            "then drain",
+        }[plan.mode]
     if plan.nodes > 1:
         mode += f"; {plan.nodes} runtime nodes (processes), the client on the first"
     text = (
