@@ -303,7 +303,7 @@ def test_an_open_trace_on_two_nodes_validates_against_itself(cli, root, tmp_path
     failures come out as the run had them."""
     path = tmp_path / "open.jsonl"
     settings = [
-        'workload.mode="open"', "workload.arrival_rate_per_s=4", "workload.duration_s=30",
+        'workload.mode="open"', "workload.arrival_rate_per_s=6", "workload.duration_s=30",
         "workload.wait_timeout_ms=8000", "network.rtt_ms=20", "host.nodes=2",
         "host.client_nodes=1",
     ]  # fmt: skip

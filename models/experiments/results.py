@@ -54,6 +54,9 @@ class Summary:
     latency_per_run_ms: dict[str, list[float]]
     """Each replication's own mean and percentiles (replications with completions only)."""
     throughput_per_run: list[float]
+    arrivals_per_s: float
+    """Open loop with Poisson arrivals: the rate that really arrived after the warm-up (0
+    otherwise)."""
     total_per_run_s: list[float]
     """Stress mode: each replication's pump-and-drain time."""
     calls_per_orchestration: dict[str, float]
@@ -142,6 +145,7 @@ def summarize(scenario: Scenario, runs: list[RunResult]) -> Summary:
             stat: [_latency_stat(x, stat) * 1000.0 for x in done] for stat in LATENCY_STATS
         },
         throughput_per_run=[r.throughput_per_s for r in runs],
+        arrivals_per_s=sum(r.arrivals_per_s for r in runs) / n,
         total_per_run_s=[r.total_s for r in runs if r.total_s is not None],
         calls_per_orchestration=(
             {op: count / measured for op, count in sorted(calls.items())} if measured else {}

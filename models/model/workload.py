@@ -58,6 +58,7 @@ class Driver:
         self.failed = 0
         self.open_began: float | None = None
         self.completed_in_window = 0
+        self.arrived_in_window = 0
 
     def run(self):
         """Generator: the whole workload; returns when it is over."""
@@ -140,6 +141,8 @@ class Driver:
             number = self.launched
             self.launched += 1
             measured = at >= self.spec.warmup_s
+            if measured and at <= self.spec.duration_s:
+                self.arrived_in_window += 1
             if measured and self.window_start_s is None:
                 self.window_start_s = env.now
                 self.log.measuring = True

@@ -44,6 +44,8 @@ class RunResult:
     worker slots), all nodes' pools together."""
     window_s: float
     """The measured window: from the first measured start to the last measured end."""
+    arrivals_per_s: float
+    """Open loop with Poisson arrivals: the rate that really arrived after the warm-up."""
     server_utilisation: float
     events: int
     records: list[dict] = field(default_factory=list)
@@ -233,6 +235,7 @@ def simulate(scenario: Scenario, replication: int = 0, keep_records: bool = Fals
     end = driver.window_end_s if driver.window_end_s is not None else env.now
     window = end - start
     measured = len(collector.latencies)
+    arrivals_per_s = 0.0
     if scenario.workload.mode == "stress":
         throughput = driver.completed / driver.total_s if driver.total_s else 0.0
     elif scenario.workload.mode == "open" and not scenario.workload.arrival_trace:
@@ -240,6 +243,7 @@ def simulate(scenario: Scenario, replication: int = 0, keep_records: bool = Fals
         # at what the system serves, whatever the drain finishes later
         span = scenario.workload.duration_s - scenario.workload.warmup_s
         throughput = driver.completed_in_window / span if span > 0 else math.nan
+        arrivals_per_s = driver.arrived_in_window / span if span > 0 else 0.0
     else:
         throughput = measured / window if window > 0 else math.nan
 
@@ -265,6 +269,7 @@ def simulate(scenario: Scenario, replication: int = 0, keep_records: bool = Fals
         pool_waiting_mean=sum(p.queue.mean(end) for p in pools),
         pool_waiting_by_caller=_waiting_by_caller(pools, end),
         window_s=window,
+        arrivals_per_s=arrivals_per_s,
         server_utilisation=utilisation(server.busy_s - at_start.get("server", 0.0), server.cores),
         events=getattr(env, "events", 0),
         records=records,
