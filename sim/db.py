@@ -138,12 +138,15 @@ class DbClient:
             before += behaviour.connect_round_trips * rtt()
         elif behaviour.ping_on_acquire:
             before += rtt()
+        prepared = connection.prepared
         for statement in statements:
-            if behaviour.prepare_round_trip and statement.name not in connection.prepared:
-                connection.prepared.add(statement.name)
+            name = statement.name
+            if name not in prepared and behaviour.prepare_round_trip:
+                prepared.add(name)
                 before += rtt()
-            for _ in range(statement.extra_round_trips):
-                before += rtt()
+            if statement.extra_round_trips:
+                for _ in range(statement.extra_round_trips):
+                    before += rtt()
         exchange = rtt()
         yield env.timeout(before + exchange / 2.0)
         at_server = env.now

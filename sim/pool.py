@@ -61,9 +61,10 @@ class Pool:
         self.in_use = 0
         self.waiters: deque[tuple[simpy.Event, str]] = deque()
         self.occupancy = Level()
-        self.queue = Level()
         self.queue_by_caller: dict[str, Level] = {}
-        """Callers waiting for a permit, by the kind of caller `acquire` was given."""
+        """Callers waiting for a permit, by the caller `acquire` was given (their sum is the
+        pool's queue)."""
+        self.measured_from = 0.0
 
     def try_take(self) -> tuple[Connection, bool] | None:
         """A connection at once if there is a permit and an idle or openable connection."""
@@ -72,24 +73,30 @@ class Pool:
         return None
 
     def acquire(self, caller: str = ""):
-        """Generator: wait for a permit; return (connection, newly_opened). `caller` names the
-        kind of caller, for the waiting time by caller."""
+        """Generator: wait for a permit; return (connection, newly_opened). `caller` names who
+        asks, for the waiting time by caller."""
         taken = self.try_take()
         if taken is not None:
             return taken
         ready = self.env.event()
         self.waiters.append((ready, caller))
-        self._waiting(caller, +1)
+        level = self.queue_by_caller.get(caller)
+        if level is None:
+            level = self.queue_by_caller[caller] = Level(0.0, self.measured_from)
+        level.set(self.env.now, level.value + 1)
         connection = yield ready
         return connection, False
 
-    def _waiting(self, caller: str, change: int) -> None:
-        now = self.env.now
-        self.queue.set(now, len(self.waiters))
-        level = self.queue_by_caller.get(caller)
-        if level is None:
-            level = self.queue_by_caller[caller] = Level(0.0, self.queue.start)
-        level.set(now, level.value + change)
+    def reset(self, now: float) -> None:
+        """Start averaging occupancy and queue afresh from `now` (after a warm-up)."""
+        self.measured_from = now
+        self.occupancy.reset(now)
+        for level in self.queue_by_caller.values():
+            level.reset(now)
+
+    def queue_mean(self, now: float) -> float:
+        """Callers waiting for a permit on average since the last reset."""
+        return sum(level.mean(now) for level in self.queue_by_caller.values())
 
     def _take(self) -> tuple[Connection, bool]:
         """Hand out an idle connection, or a new one (the caller has checked the limit)."""
@@ -105,7 +112,8 @@ class Pool:
         if self.waiters:
             ready, caller = self.waiters.popleft()
             ready.succeed(connection)
-            self._waiting(caller, -1)
+            level = self.queue_by_caller[caller]
+            level.set(self.env.now, level.value - 1)
             return
         self.in_use -= 1
         self.occupancy.set(self.env.now, self.in_use)

@@ -62,7 +62,8 @@ class Op:
     statement: Statement
     done: Callable[[object, CallTimes], object]
     caller: str = "client"
-    """The kind of caller, for the pool's waiting time by caller (`caller_kind`)."""
+    """Who makes the call (a dispatcher slot "orch-0", "work-1", or "client"), for the pool's
+    waiting time by caller (`caller_kind`)."""
 
 
 CALLER_KINDS = {"orch": "orchestration slots", "work": "worker slots"}
@@ -196,7 +197,7 @@ class PostgresProvider:
         return Op(
             Statement(label, commit, begin),
             lambda result, times: self._fetched(label, actor, result, times),
-            caller_kind(actor),
+            actor,
         )
 
     def fetch_orchestration_item(self, actor: str) -> Op:
@@ -248,7 +249,7 @@ class PostgresProvider:
         return Op(
             Statement("ack_orchestration_item", commit, extra_round_trips=extra),
             done,
-            caller_kind(actor),
+            actor,
         )
 
     def orchestration_turn(
@@ -283,9 +284,7 @@ class PostgresProvider:
                 self.log.note("fetch_work_item", item.instance, times, actor)
             return items, times
 
-        return Op(
-            Statement("fetch_work_item", lambda times: taken[0], begin), done, caller_kind(actor)
-        )
+        return Op(Statement("fetch_work_item", lambda times: taken[0], begin), done, actor)
 
     def ack_work_items(
         self, items: list[WorkItem], path_at: Callable[[WorkItem, CallTimes], Path], actor: str
@@ -301,7 +300,7 @@ class PostgresProvider:
                 self.log.note("ack_work_item", item.instance, times, actor)
             return times
 
-        return Op(Statement("ack_work_item", commit), done, caller_kind(actor))
+        return Op(Statement("ack_work_item", commit), done, actor)
 
     # -- the client and reads -----------------------------------------------------------------
 
@@ -315,7 +314,7 @@ class PostgresProvider:
             self.log.note("enqueue_orchestrator_work", instance, times, actor)
             return times
 
-        return Op(Statement("enqueue_orchestrator_work", commit), done, caller_kind(actor))
+        return Op(Statement("enqueue_orchestrator_work", commit), done, actor)
 
     def fetch_history(self, instance: Instance, actor: str) -> Op:
         """(whether the instance's completion is committed, times)."""
@@ -327,7 +326,7 @@ class PostgresProvider:
         return Op(
             Statement("fetch_history", lambda times: instance.done_at is not None),
             done,
-            caller_kind(actor),
+            actor,
         )
 
     def get_custom_status(self, instance: Instance, actor: str) -> Op:
@@ -335,4 +334,4 @@ class PostgresProvider:
             self.log.note("get_custom_status", instance, times, actor)
             return times
 
-        return Op(Statement("get_custom_status", lambda times: None), done, caller_kind(actor))
+        return Op(Statement("get_custom_status", lambda times: None), done, actor)

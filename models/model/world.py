@@ -12,7 +12,7 @@ import simpy
 from durosim.evidence.trace_format import read_trace
 from durosim.model.breakdown import PARTS, Path
 from durosim.model.client import Client
-from durosim.model.provider import PostgresProvider
+from durosim.model.provider import PostgresProvider, caller_kind
 from durosim.model.queues import CallLog, Instance
 from durosim.model.runtime import Runtime
 from durosim.model.scenario import Scenario
@@ -136,10 +136,12 @@ def arrival_times(scenario: Scenario, streams: Streams) -> list[float] | None:
 
 
 def _waiting_by_caller(pools: list[Pool], end: float) -> dict[str, float]:
+    """Callers waiting for a connection on average, by kind of caller, all pools together."""
     out: dict[str, float] = {}
     for pool in pools:
-        for caller, level in pool.queue_by_caller.items():
-            out[caller] = out.get(caller, 0.0) + level.mean(end)
+        for actor, level in pool.queue_by_caller.items():
+            kind = caller_kind(actor)
+            out[kind] = out.get(kind, 0.0) + level.mean(end)
     return dict(sorted(out.items()))
 
 
@@ -210,13 +212,10 @@ def simulate(scenario: Scenario, replication: int = 0, keep_records: bool = Fals
     at_start: dict[str, float] = {}
 
     def measure_start() -> None:
-        for level in (
-            *queues,
-            *(p.occupancy for p in pools),
-            *(p.queue for p in pools),
-            *(level for p in pools for level in p.queue_by_caller.values()),
-        ):
+        for level in queues:
             level.reset(env.now)
+        for pool in pools:
+            pool.reset(env.now)
         at_start.update(
             time=env.now,
             server=server.busy_s,
@@ -266,7 +265,7 @@ def simulate(scenario: Scenario, replication: int = 0, keep_records: bool = Fals
         throughput_per_s=throughput,
         total_s=driver.total_s,
         pool_in_use_mean=sum(p.occupancy.mean(end) for p in pools) / len(pools),
-        pool_waiting_mean=sum(p.queue.mean(end) for p in pools),
+        pool_waiting_mean=sum(p.queue_mean(end) for p in pools),
         pool_waiting_by_caller=_waiting_by_caller(pools, end),
         window_s=window,
         arrivals_per_s=arrivals_per_s,
