@@ -51,3 +51,27 @@ def test_without_a_queue_for_connections_the_busiest_resource_is_named():
     assert bottleneck(busy, {"client": 2.0, "worker slots": 1.0}).startswith(
         "the connection pool: 3.0 callers wait"
     )
+
+
+def test_the_timeline_shows_who_waits_for_a_connection():
+    from durosim.model.world import simulate
+    from durosim.plots.timeline import timeline
+
+    s, _ = _open(4.0)
+    records = simulate(s, 0, keep_records=True).records
+    waited = [r for r in records if r.get("type") == "call" and r["acquired_ms"] > r["start_ms"]]
+    assert waited, "past saturation calls wait for connections"
+    late = max(
+        (r for r in records if r.get("type") == "orchestration" and "status" not in r),
+        key=lambda r: r["start_ms"],
+    )
+    figure = timeline(records, late["instance"])
+    lanes, waiting = figure.axes[:2]
+    assert waiting.get_ylabel().startswith("waiting for")
+    assert {t.get_text() for t in waiting.get_legend().get_texts()} >= {"client"}
+
+    light, _ = _open(0.3)
+    calm = simulate(light, 0, keep_records=True).records
+    first = next(r for r in calm if r.get("type") == "orchestration")
+    assert not any(r.get("type") == "call" and r["acquired_ms"] > r["start_ms"] for r in calm)
+    assert len(timeline(calm, first["instance"]).axes) == 1, "no waiting, no waiting panel"
