@@ -84,6 +84,15 @@ def _convert(value: object, tp: object, where: str, key: str) -> object:
         except DistError as err:
             raise ConfigError(str(err)) from None
     origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        # e.g. `int | tuple[int, ...]`: the first arm that takes the value
+        problems = []
+        for arm in typing.get_args(tp):
+            try:
+                return _convert(value, arm, where, key)
+            except ConfigError as err:
+                problems.append(str(err).split(": ", 1)[-1])
+        raise ConfigError(f"{where}: {' or '.join(problems)}")
     if origin is typing.Literal:
         allowed = typing.get_args(tp)
         if value not in allowed:

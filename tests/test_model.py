@@ -9,9 +9,11 @@ from hypothesis import strategies as st
 
 from durosim.model.client import Client
 from durosim.model.profiles import PROFILES
+from durosim.model.program import Program
 from durosim.model.provider import PostgresProvider
 from durosim.model.queues import CallLog, Instance
 from durosim.model.scenario import load_table
+from durosim.model.workflows import Step, Workflow
 from durosim.model.world import simulate
 from durosim.sim.db import DbClient, PoolBehaviour
 from durosim.sim.dist import Const
@@ -20,6 +22,11 @@ from durosim.sim.pool import Pool
 from durosim.sim.server import DbServer
 
 R = 0.040
+
+
+ONE_ACTIVITY = Program(
+    Workflow("one", (Step("activity", duration=Const(0.0)),), 1.0), lambda dist, name: lambda: 0.0
+)
 
 
 def bare_client(runtime: str):
@@ -39,7 +46,7 @@ def bare_client(runtime: str):
 @pytest.mark.parametrize("runtime, round_trips", [("duroxide-0.2", 4), ("duroxide-2025-11", 2)])
 def test_a_client_check_costs_two_rtt_per_call(runtime, round_trips):
     env, _, client = bare_client(runtime)
-    instance = Instance("i-1", 1, 0.0, True)
+    instance = Instance("i-1", 1, 0.0, True, ONE_ACTIVITY)
     done = []
 
     def check():
@@ -53,7 +60,7 @@ def test_a_client_check_costs_two_rtt_per_call(runtime, round_trips):
 
 def test_start_is_one_call_and_the_wait_backs_off_5_10_20_ms_after_two_checks():
     env, provider, client = bare_client("duroxide-2025-11")
-    instance = Instance("i-1", 1, 0.0, True)
+    instance = Instance("i-1", 1, 0.0, True, ONE_ACTIVITY)
     checks = []
     original = provider.fetch_history
 

@@ -33,11 +33,16 @@ def _describe(s: Scenario) -> str:
         ),
     }[w.mode]
     nodes = f"{s.host.nodes} nodes, " if s.host.nodes > 1 else ""
+    if w.workflows:
+        started = [f for f in w.workflows if f.weight is not None]
+        total = sum(f.weight for f in started)
+        work = "workflows " + ", ".join(f"{f.name} {f.weight / total:.0%}" for f in started)
+    else:
+        work = f"fan-out {w.fanout} x {w.activity.mean * 1000:g} ms activities"
     return (
         f"{s.name} ({s.runtime}): RTT {s.network.rtt.mean * 1000:g} ms, {nodes}"
         f"{o.orchestration_concurrency}:{o.worker_concurrency}, pool {s.pool.size}, "
-        f"poll {o.dispatcher_poll_interval_s * 1000:g} ms, fan-out {w.fanout} x "
-        f"{w.activity.mean * 1000:g} ms activities, {mode}"
+        f"poll {o.dispatcher_poll_interval_s * 1000:g} ms, {work}, {mode}"
     )
 
 
@@ -75,6 +80,15 @@ def _print_summary(s: Scenario, out: dict, verdict: str | None = None) -> None:
             f"total time        {out['total_s']:.2f} s{_ci_text(out['total_ci_s'])} (pump + drain)"
         )
     echo(f"turns             {out['turns_per_orchestration']:.2f} per orchestration")
+    if "workflows" in out:
+        echo("")
+        echo("by workflow        share   orch/s      mean      p50      p95      p99")
+        for name, row in out["workflows"].items():
+            lat = row["latency_ms"]
+            echo(
+                f"  {name:<15} {row['share'] * 100:5.1f}%  {row['throughput_per_s']:7.4g}  "
+                + "  ".join(f"{lat[k]:>7.1f}" for k in ("mean", "p50", "p95", "p99"))
+            )
     echo("")
     echo("DB calls per orchestration")
     calls = out["calls_per_orchestration"]
@@ -86,6 +100,8 @@ def _print_summary(s: Scenario, out: dict, verdict: str | None = None) -> None:
     echo("where the time goes (critical path, mean ms per orchestration)")
     total = sum(out["breakdown_ms"].values())
     for part, ms in out["breakdown_ms"].items():
+        if part in ("timer", "event_wait") and not ms:
+            continue  # parts of workflows with timers and events only
         share = ms / total * 100.0 if total else 0.0
         echo(f"  {part:<15} {ms:9.1f}  {share:5.1f}%")
     echo(f"  {'latency':<15} {total:9.1f}")

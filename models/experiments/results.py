@@ -54,6 +54,8 @@ class Summary:
     latency_per_run_ms: dict[str, list[float]]
     """Each replication's own mean and percentiles (replications with completions only)."""
     throughput_per_run: list[float]
+    by_workflow_ms: dict[str, list[float]]
+    """Measured latencies by workflow, pooled (only when the scenario names its workflows)."""
     arrivals_per_s: float
     """Open loop with Poisson arrivals: the rate that really arrived after the warm-up (0
     otherwise)."""
@@ -111,7 +113,35 @@ class Summary:
         if self.total_per_run_s:
             out["total_s"] = round(mean(self.total_per_run_s), 3)
             out["total_ci_s"] = _ci(self.total_per_run_s)
+        if self.by_workflow_ms:
+            out["workflows"] = self.workflows()
         return out
+
+    def workflows(self) -> dict[str, dict]:
+        """Per workflow: completed, share of the completions, throughput and latency."""
+        total = sum(len(v) for v in self.by_workflow_ms.values()) or 1
+        out = {}
+        for name, latencies in self.by_workflow_ms.items():
+            share = len(latencies) / total
+            out[name] = {
+                "completed": len(latencies),
+                "share": round(share, 4),
+                "throughput_per_s": round(self.throughput_per_s * share, 4),
+                "latency_ms": {
+                    stat: round(_latency_stat(latencies, stat), 2) for stat in LATENCY_STATS
+                },
+            }
+        return out
+
+
+def _by_workflow(scenario: Scenario, runs: list[RunResult]) -> dict[str, list[float]]:
+    if not scenario.workload.workflows:
+        return {}
+    out: dict[str, list[float]] = {}
+    for run in runs:
+        for name, latencies in run.latencies_by_workflow_s.items():
+            out.setdefault(name, []).extend(x * 1000.0 for x in latencies)
+    return dict(sorted(out.items()))
 
 
 def _mean_by_key(dicts: list[dict[str, float]]) -> dict[str, float]:
@@ -145,6 +175,7 @@ def summarize(scenario: Scenario, runs: list[RunResult]) -> Summary:
             stat: [_latency_stat(x, stat) * 1000.0 for x in done] for stat in LATENCY_STATS
         },
         throughput_per_run=[r.throughput_per_s for r in runs],
+        by_workflow_ms=_by_workflow(scenario, runs),
         arrivals_per_s=sum(r.arrivals_per_s for r in runs) / n,
         total_per_run_s=[r.total_s for r in runs if r.total_s is not None],
         calls_per_orchestration=(

@@ -6,7 +6,10 @@ the split is extended: the time before that call began is waiting (an idle dispa
 sleep, a slot still busy with other work, or the client's back-off), and the part of the call
 after the message was ready is split into pool wait, network, server and client-side overhead.
 A turn takes several messages; the one that became ready last (or the instance's lock release)
-is on the critical path. The parts add up exactly to the orchestration's latency.
+is on the critical path. The parts add up exactly to the orchestration's latency. A durable
+timer's delay is `timer` (its lateness, the fetch that finds it, is `poll_wait`), and the time an
+orchestration's path waits for the client to raise an external event is `event_wait`; a
+sub-orchestration's time is split the same way along the child's own path.
 """
 
 from __future__ import annotations
@@ -22,8 +25,11 @@ PARTS = (
     "client_backoff",
     "activity",
     "overhead",
+    "timer",
+    "event_wait",
 )
-NETWORK, SERVER, POOL_WAIT, POLL_WAIT, SLOT_BUSY, CLIENT_BACKOFF, ACTIVITY, OVERHEAD = range(8)
+(NETWORK, SERVER, POOL_WAIT, POLL_WAIT, SLOT_BUSY, CLIENT_BACKOFF, ACTIVITY, OVERHEAD, TIMER,
+ EVENT_WAIT) = range(10)  # fmt: skip
 
 Path = list[float]
 

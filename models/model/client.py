@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import simpy
 
-from durosim.model.breakdown import CLIENT_BACKOFF, NETWORK, empty, extend
+from durosim.model.breakdown import CLIENT_BACKOFF, EVENT_WAIT, NETWORK, empty, extend
+from durosim.model.program import Node
 from durosim.model.provider import PostgresProvider
 from durosim.model.queues import Instance
 from durosim.sim.network import Link
@@ -47,6 +48,25 @@ class Client:
         yield from self.provider.run(
             self.provider.enqueue_orchestrator_work(
                 instance, lambda t: extend(empty(), began, t, True), "client"
+            )
+        )
+
+    def raise_event(self, instance: Instance, node: Node):
+        """Generator: `raise_event` for the event node, `node.after` after the orchestration's
+        start: one `enqueue_orchestrator_work` call. The wait is on the path as `event_wait`."""
+        delay = node.after() - (self.env.now - instance.started)
+        if delay > 0:
+            yield self.env.timeout(delay)
+        began = self.env.now
+
+        def path_at(times):
+            path = empty()
+            path[EVENT_WAIT] = began - instance.started
+            return extend(path, began, times, True)
+
+        yield from self.provider.run(
+            self.provider.enqueue_orchestrator_work(
+                instance, path_at, "client", kind="event", token=node.index
             )
         )
 

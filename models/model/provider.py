@@ -27,7 +27,8 @@ from dataclasses import dataclass
 
 import simpy
 
-from durosim.model.breakdown import Path
+from durosim.model.breakdown import TIMER, Path
+from durosim.model.program import Turn
 from durosim.model.queues import (
     CallLog,
     Claim,
@@ -130,8 +131,10 @@ class PostgresProvider:
 
     # -- the orchestrator queue ---------------------------------------------------------------
 
-    def _queue(self, instance: Instance, kind: str, now: float, path: Path) -> None:
-        self.orchestrator_queue.put(instance, kind, now, path)
+    def _queue(
+        self, instance: Instance, kind: str, now: float, path: Path, token: object = None
+    ) -> None:
+        self.orchestrator_queue.put(instance, kind, now, path, token)
         self._signal(self.orchestrator_signal)
 
     def _claiming_begin(self, claim: Claim, victim_of: list, empty_key: str, key: str):
@@ -210,35 +213,57 @@ class PostgresProvider:
 
         return self._claiming_op("fetch_orchestration_item", actor, after_take)
 
-    def _ack_effects(
-        self, instance: Instance, items: int, completes: bool, now: float, path: Path
-    ) -> None:
-        for _ in range(items):
-            self.worker_queue.put(WorkItem(instance, now, path))
-        if items:
+    def _ack_effects(self, instance: Instance, turn: Turn, now: float, path: Path) -> None:
+        for thread, duration in turn.activities:
+            self.worker_queue.put(WorkItem(instance, now, path, thread, duration))
+        if turn.activities:
             self._signal(self.worker_signal)
-        if completes:
+        for thread, delay in turn.timers:
+            self._fire_later(instance, thread, now + delay, path, delay)
+        for thread, program in turn.children:
+            queue = self.orchestrator_queue
+            queue.spawned += 1
+            child = Instance(
+                f"{instance.name}::sub::{queue.spawned}", -queue.spawned, now, instance.measured,
+                program, (instance, thread),
+            )  # fmt: skip
+            self._queue(child, "start", now, path)
+        if turn.restarts:
+            self._queue(instance, "start", now, path)
+        if turn.completes:
             instance.done_at = now
             instance.done_path = path
             if instance.done_event is not None:
                 instance.done_event.succeed()
+            if instance.parent is not None:
+                parent, thread = instance.parent
+                self._queue(parent, "child_done", now, path, thread)
         self.orchestrator_queue.unlock(instance, now, path)
+
+    def _fire_later(self, instance: Instance, thread, fire_at: float, path: Path, delay: float):
+        """A durable timer: a message that becomes visible to fetches when it fires."""
+        fired = path.copy()
+        fired[TIMER] += delay
+
+        def fire(_event) -> None:
+            self._queue(instance, "timer", fire_at, fired, thread)
+
+        self.env.timeout(fire_at - self.env.now).callbacks.append(fire)
 
     def ack_orchestration_item(
         self,
         instance: Instance,
-        items: int,
-        completes: bool,
+        turn: Turn,
         events: int,
         path_at: Callable[[CallTimes], Path],
         actor: str,
     ) -> Op:
-        """Write the turn (`events` history events); enqueue `items` activities; maybe complete;
+        """Write the turn (`events` history events); enqueue what it scheduled; maybe complete;
         unlock. The caller gets (path at commit, times)."""
 
         def commit(times: CallTimes) -> Path:
             path = path_at(times)
-            self._ack_effects(instance, items, completes, times.commit_s, path)
+            self._ack_effects(instance, turn, times.commit_s, path)
             return path
 
         def done(path, times):
@@ -256,12 +281,12 @@ class PostgresProvider:
         self, actor: str, turn: Callable[[Instance, list[Message], CallTimes], tuple]
     ) -> Op:
         """A whole turn inside the database (a what-if): take the messages, run the turn, write
-        it and unlock, in one call. `turn` returns (items, completes, path at commit)."""
+        it and unlock, in one call. `turn` returns (what the turn scheduled, path at commit)."""
 
         def after_take(taken, times):
             instance, messages = taken
-            items, completes, path = turn(instance, messages, times)
-            self._ack_effects(instance, items, completes, times.commit_s, path)
+            scheduled, path = turn(instance, messages, times)
+            self._ack_effects(instance, scheduled, times.commit_s, path)
             return taken
 
         return self._claiming_op("orchestration_turn", actor, after_take)
@@ -293,7 +318,9 @@ class PostgresProvider:
 
         def commit(times: CallTimes) -> None:
             for item in items:
-                self._queue(item.instance, "completion", times.commit_s, path_at(item, times))
+                self._queue(
+                    item.instance, "completion", times.commit_s, path_at(item, times), item.token
+                )
 
         def done(_, times):
             for item in items:
@@ -305,10 +332,17 @@ class PostgresProvider:
     # -- the client and reads -----------------------------------------------------------------
 
     def enqueue_orchestrator_work(
-        self, instance: Instance, path_at: Callable[[CallTimes], Path], actor: str
+        self,
+        instance: Instance,
+        path_at: Callable[[CallTimes], Path],
+        actor: str,
+        kind: str = "start",
+        token: object = None,
     ) -> Op:
+        """The client's call that enqueues a `start` (or an external `event`, `raise_event`)."""
+
         def commit(times: CallTimes) -> None:
-            self._queue(instance, "start", times.commit_s, path_at(times))
+            self._queue(instance, kind, times.commit_s, path_at(times), token)
 
         def done(_, times):
             self.log.note("enqueue_orchestrator_work", instance, times, actor)

@@ -10,6 +10,8 @@ LOCKED`); see `durosim.model.provider` for the races between fetches.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import simpy
 
@@ -17,25 +19,41 @@ from durosim.model.breakdown import Path
 from durosim.sim.db import CallTimes
 from durosim.sim.stats import Level
 
+if TYPE_CHECKING:
+    from durosim.model.program import Execution, Program, Thread
+
 
 class Message:
-    __slots__ = ("kind", "ready", "path", "number")
+    """An orchestrator-queue message: `start`, an activity's `completion`, a `timer` that fired,
+    a child's `child_done`, or an external `event`; `token` says which waiting thread (or event
+    node) it is for."""
 
-    def __init__(self, kind: str, ready: float, path: Path, number: int):
+    __slots__ = ("kind", "ready", "path", "number", "token")
+
+    def __init__(self, kind: str, ready: float, path: Path, number: int, token: object = None):
         self.kind = kind
         self.ready = ready
         self.path = path
         self.number = number
+        self.token = token
 
 
 class Instance:
     __slots__ = (
         "name", "number", "started", "pending", "locked", "claimed_by", "unlocked_at",
-        "unlock_path", "scheduled", "completions", "done_at", "done_path", "done_event", "turns",
-        "measured",
+        "unlock_path", "program", "execution", "parent", "done_at", "done_path", "done_event",
+        "turns", "measured", "top",
     )  # fmt: skip
 
-    def __init__(self, name: str, number: int, started: float, measured: bool):
+    def __init__(
+        self,
+        name: str,
+        number: int,
+        started: float,
+        measured: bool,
+        program: Program,
+        parent: tuple[Instance, Thread] | None = None,
+    ):
         self.name = name
         self.number = number
         self.started = started
@@ -44,8 +62,12 @@ class Instance:
         self.claimed_by: Claim | None = None
         self.unlocked_at = started
         self.unlock_path: Path | None = None
-        self.scheduled = False
-        self.completions = 0
+        self.program = program
+        self.execution: Execution | None = None
+        self.parent = parent
+        """A sub-orchestration's parent, and the parent's thread that waits for it."""
+        self.top: Instance = self if parent is None else parent[0].top
+        """The instance the client started (its turns count those of its children)."""
         self.done_at: float | None = None
         self.done_path: Path | None = None
         self.done_event: simpy.Event | None = None
@@ -54,12 +76,21 @@ class Instance:
 
 
 class WorkItem:
-    __slots__ = ("instance", "ready", "path")
+    __slots__ = ("instance", "ready", "path", "token", "duration")
 
-    def __init__(self, instance: Instance, ready: float, path: Path):
+    def __init__(
+        self,
+        instance: Instance,
+        ready: float,
+        path: Path,
+        token: Thread | None = None,
+        duration: Callable[[], float] | None = None,
+    ):
         self.instance = instance
         self.ready = ready
         self.path = path
+        self.token = token
+        self.duration = duration
 
 
 class Claim:
@@ -82,11 +113,14 @@ class OrchestratorQueue:
     def __init__(self) -> None:
         self.waiting: dict[Instance, None] = {}  # instances with queued messages, in order
         self._numbers = 0
+        self.spawned = 0  # sub-orchestration instances started
         self.depth = Level()  # messages queued (time-weighted)
 
-    def put(self, instance: Instance, kind: str, now: float, path: Path) -> None:
+    def put(
+        self, instance: Instance, kind: str, now: float, path: Path, token: object = None
+    ) -> None:
         self._numbers += 1
-        instance.pending.append(Message(kind, now, path, self._numbers))
+        instance.pending.append(Message(kind, now, path, self._numbers, token))
         self.waiting[instance] = None
         self.depth.set(now, self.depth.value + 1)
 

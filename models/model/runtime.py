@@ -2,10 +2,12 @@
 activities, each slot one item at a time (dx-cur `src/runtime/dispatchers/*.rs`).
 
 An orchestration turn is `fetch_orchestration_item` then `ack_orchestration_item`; replay runs in
-memory and makes no provider calls (dx-cur `orchestration.rs:390-460, 1119+`). The workflow is a
-fan-out/fan-in: the first turn schedules all its activities (they are enqueued by the ack), each
-later turn folds in the completions it fetched, and the turn that has them all completes the
-orchestration. An activity is `fetch_work_item`, `fetch_history` (the activity context reads the
+memory and makes no provider calls (dx-cur `orchestration.rs:390-460, 1119+`). A turn folds in
+the messages it fetched and runs the workflow on (`durosim.model.program`): what that schedules
+(activities, timers, children, the next execution) its ack writes, and the turn that finishes the
+last step completes the orchestration (for today's fan-out: the first turn schedules all its
+activities, each later turn folds in the completions it fetched, the one that has them all
+completes). An activity is `fetch_work_item`, `fetch_history` (the activity context reads the
 orchestration's history: dx-cur `worker.rs:467, 507-512`), the activity's own run time, then
 `ack_work_item`, which enqueues the completion (`worker.rs:610+`).
 
@@ -17,12 +19,12 @@ it were empty. Replay CPU (about 0.3 ms a turn in the lab's log) is left out. Wh
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
+import numpy as np
 import simpy
 
 from durosim.model.breakdown import ACTIVITY, SLOT_BUSY, Path, extend
 from durosim.model.profiles import RuntimeProfile
+from durosim.model.program import Execution, Turn
 from durosim.model.provider import FetchFailed, PostgresProvider
 from durosim.model.queues import Instance, Message, WorkItem
 from durosim.model.scenario import Design
@@ -38,15 +40,13 @@ class Runtime:
         orchestration_concurrency: int,
         worker_concurrency: int,
         poll_interval_s: float,
-        fanout: int,
-        activity_s: Callable[[], float],
+        draw: np.random.Generator,
         design: Design,
     ):
         self.env = env
         self.provider = provider
         self.profile = profile
-        self.fanout = fanout
-        self.activity_s = activity_s
+        self.draw = draw
         self.design = design
         self.prefetched: dict[Dispatcher, tuple] = {}
 
@@ -94,48 +94,50 @@ class Runtime:
                 yield self.env.timeout(self.profile.empty_retry_sleep_s)
         return None
 
-    def _turn(
-        self, instance: Instance, messages: list[Message]
-    ) -> tuple[int, bool, int, Path, float]:
-        """Fold the messages into the instance: (activities to schedule, whether it completes,
-        history events written, the critical path's predecessor, and when it was ready)."""
+    def _turn(self, instance: Instance, messages: list[Message]) -> tuple[Turn, int, Path, float]:
+        """Fold the messages into the instance and run it on: (what the turn scheduled, history
+        events written, the critical path's predecessor, and when it was ready)."""
         ready, before = instance.unlocked_at, instance.unlock_path
-        completions = 0
+        delivered = 0
         starts = False
         for message in messages:
             if before is None or message.ready > ready:
                 ready, before = message.ready, message.path
-            if message.kind == "start":
+            kind = message.kind
+            if kind == "start":
                 starts = True
-            else:
-                completions += 1
-        instance.turns += 1
-        items = 0
-        if starts and not instance.scheduled:
-            instance.scheduled = True
-            items = self.fanout
-        instance.completions += completions
-        completes = instance.completions >= self.fanout
-        events = (1 + items if starts else 0) + completions + (1 if completes else 0)
-        return items, completes, events, before, ready
+                old = instance.execution
+                restarts = 0 if old is None else old.restarts + 1
+                instance.execution = Execution(instance.program, self.draw, restarts)
+                continue
+            delivered += 1
+            if kind == "event":
+                instance.execution.event(message.token)
+            else:  # an activity's completion, a timer, a child's completion
+                message.token.waiting -= 1
+        instance.top.turns += 1
+        turn = Turn()
+        instance.execution.run(turn)
+        ends = turn.completes or turn.restarts
+        events = (1 if starts else 0) + turn.scheduled + delivered + (1 if ends else 0)
+        return turn, events, before, ready
 
     def _turn_in_database(self, instance, messages, times, slot):
-        items, completes, _, before, ready = self._turn(instance, messages)
+        turn, _, before, ready = self._turn(instance, messages)
         path = extend(before, ready, times, to_commit=True, busy_until=slot.free_since)
-        return items, completes, path
+        return turn, path
 
     def run_turn(self, fetched, slot: Dispatcher):
         if self.design.server_side_turns:
             yield from ()  # the whole turn ran inside the fetch
             return
         (instance, messages), times = fetched
-        items, completes, events, before, ready = self._turn(instance, messages)
+        turn, events, before, ready = self._turn(instance, messages)
         path = extend(before, ready, times, to_commit=False, busy_until=slot.free_since)
         fetched_at = times.end_s
         ack = self.provider.ack_orchestration_item(
             instance,
-            items,
-            completes,
+            turn,
             events,
             lambda t: extend(path, fetched_at, t, True),
             slot.name,
@@ -178,7 +180,7 @@ class Runtime:
                 for item in items:
                     paths[item] = extend(paths[item], read_at, read, to_commit=False)
                 read_at = read.end_s
-        runs = {item: self.activity_s() for item in items}
+        runs = {item: item.duration() for item in items}
         longest = max(runs.values())
         if longest > 0:
             yield env.timeout(longest)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Literal
 
 from durosim.model.profiles import PROFILES, RuntimeName, RuntimeProfile
+from durosim.model.workflows import Workflow, check_workflows
 from durosim.sim.config import ConfigError, apply_overrides, from_table, read_toml
 from durosim.sim.dist import Const, Dist, LogNormal
 
@@ -223,6 +224,8 @@ class Workload:
     warmup_s: float = field(default=0.0, metadata={"check": _not_negative})
     """Open mode: orchestrations that arrive before this are left out of the statistics."""
     wait_timeout_s: float = field(default=60.0, metadata={"check": _positive})
+    workflows: tuple[Workflow, ...] = field(default=(), metadata={"check": check_workflows})
+    """The workflows and their mix (`durosim.model.workflows`); none: the fan-out above."""
 
 
 @dataclass(frozen=True, slots=True)

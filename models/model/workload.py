@@ -17,9 +17,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
 import simpy
 
 from durosim.model.client import Client
+from durosim.model.program import Program
 from durosim.model.queues import CallLog, Instance
 from durosim.model.scenario import Workload
 
@@ -38,11 +40,19 @@ class Driver:
         spec: Workload,
         on_done: Callable[[Instance, float, list[float] | None], None],
         on_measure_start: Callable[[], None],
-        arrivals_s: list[float] | None = None,
+        arrivals_s: list[float] | None,
+        programs: list[Program],
+        mix: np.random.Generator,
     ):
-        """`clients`: one per runtime node; orchestration n goes through clients[n % nodes]."""
+        """`clients`: one per runtime node; orchestration n goes through clients[n % nodes].
+        `programs`: the workflows clients start, drawn by weight from `mix` when there are
+        several."""
         self.env = env
         self.clients = clients
+        self.programs = programs
+        self.mix = mix
+        weights = np.array([p.weight or 1.0 for p in programs], dtype=float)
+        self.cumulative = np.cumsum(weights / weights.sum())
         self.arrivals_s = arrivals_s
         self.log = log
         self.spec = spec
@@ -70,11 +80,20 @@ class Driver:
             loops = 1 if self.spec.mode == "sequential" else self.spec.in_flight
             yield self.env.all_of([self.env.process(self.client_loop()) for _ in range(loops)])
 
+    def _program(self) -> Program:
+        if len(self.programs) == 1:
+            return self.programs[0]
+        index = int(np.searchsorted(self.cumulative, self.mix.random(), side="right"))
+        return self.programs[min(index, len(self.programs) - 1)]
+
     def orchestration(self, number: int, measured: bool):
         env = self.env
-        instance = Instance(f"i-{number}", number, env.now, measured)
+        program = self._program()
+        instance = Instance(f"i-{number}", number, env.now, measured, program)
         client = self.clients[number % len(self.clients)]
         yield from client.start(instance)
+        for node in program.events:
+            env.process(client.raise_event(instance, node))
         path = yield from client.wait(instance, self.spec.wait_timeout_s)
         self.active -= 1
         if measured and self.spec.mode == "open" and path is not None:

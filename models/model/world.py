@@ -12,10 +12,12 @@ import simpy
 from durosim.evidence.trace_format import read_trace
 from durosim.model.breakdown import PARTS, Path
 from durosim.model.client import Client
+from durosim.model.program import Program, compile_workflows
 from durosim.model.provider import PostgresProvider, caller_kind
 from durosim.model.queues import CallLog, Instance
 from durosim.model.runtime import Runtime
 from durosim.model.scenario import Scenario
+from durosim.model.workflows import Step, Workflow
 from durosim.model.workload import Driver
 from durosim.sim.db import DbClient, PoolBehaviour
 from durosim.sim.network import Link
@@ -44,6 +46,8 @@ class RunResult:
     worker slots), all nodes' pools together."""
     window_s: float
     """The measured window: from the first measured start to the last measured end."""
+    latencies_by_workflow_s: dict[str, list[float]]
+    """The measured latencies by the workflow each orchestration ran."""
     arrivals_per_s: float
     """Open loop with Poisson arrivals: the rate that really arrived after the warm-up."""
     server_utilisation: float
@@ -78,6 +82,7 @@ class RunResult:
 class _Collector:
     def __init__(self, keep_records: bool):
         self.latencies: list[float] = []
+        self.by_workflow: dict[str, list[float]] = {}
         self.parts = [0.0] * len(PARTS)
         self.turns = 0
         self.records: list[dict] | None = [] if keep_records else None
@@ -91,12 +96,15 @@ class _Collector:
                     "start_ms": round(instance.started * 1000.0, 3),
                     "end_ms": round(end * 1000.0, 3),
                     "warmup": not instance.measured,
+                    "workflow": instance.program.name,
                     **({} if path is not None else {"status": "timeout"}),
                 }
             )
         if not instance.measured or path is None:
             return
-        self.latencies.append(end - instance.started)
+        latency = end - instance.started
+        self.latencies.append(latency)
+        self.by_workflow.setdefault(instance.program.name, []).append(latency)
         for i, part in enumerate(path):
             self.parts[i] += part
         self.turns += instance.turns
@@ -133,6 +141,19 @@ def arrival_times(scenario: Scenario, streams: Streams) -> list[float] | None:
         if t >= workload.duration_s:
             return times
         times.append(t)
+
+
+def _started_programs(scenario: Scenario, streams: Streams, activity) -> list[Program]:
+    """The workflows clients start: the scenario's weighted ones, or today's fan-out of
+    `fanout` activities drawn from the `workload.activity` stream."""
+    w = scenario.workload
+    if not w.workflows:
+        fanout = Workflow("fanout", (Step("fanout", duration=w.activity, n=w.fanout),), 1.0)
+        return [Program(fanout, lambda dist, name: activity)]
+    programs = compile_workflows(
+        w.workflows, lambda dist, name: dist.sampler(streams[f"workflow.{name}"])
+    )
+    return [p for p in programs.values() if p.weight is not None]
 
 
 def _waiting_by_caller(pools: list[Pool], end: float) -> dict[str, float]:
@@ -188,8 +209,7 @@ def simulate(scenario: Scenario, replication: int = 0, keep_records: bool = Fals
                 options.orchestration_concurrency,
                 options.worker_concurrency,
                 options.dispatcher_poll_interval_s,
-                scenario.workload.fanout,
-                activity,
+                streams["workload.choices"],
                 design,
             )
         )
@@ -225,8 +245,8 @@ def simulate(scenario: Scenario, replication: int = 0, keep_records: bool = Fals
 
     driver = Driver(
         env, clients[: scenario.host.client_nodes or len(clients)], log, scenario.workload,
-        collector.done, measure_start,
-        arrival_times(scenario, streams),
+        collector.done, measure_start, arrival_times(scenario, streams),
+        _started_programs(scenario, streams, activity), streams["workload.mix"],
     )  # fmt: skip
     env.run(until=env.process(driver.run()))
 
@@ -256,6 +276,7 @@ def simulate(scenario: Scenario, replication: int = 0, keep_records: bool = Fals
         )
     return RunResult(
         latencies_s=collector.latencies,
+        latencies_by_workflow_s=collector.by_workflow,
         breakdown_s={p: v / measured for p, v in zip(PARTS, collector.parts)} if measured else {},
         turns_per_orchestration=collector.turns / measured if measured else math.nan,
         calls=dict(log.counts),
