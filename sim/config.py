@@ -188,7 +188,7 @@ def _to_toml(name: str, value: object) -> dict:
             inner.update(_to_toml(k, v))
         return {name: inner}
     if isinstance(value, tuple):
-        return {name: list(value)}
+        return {name: [to_table(v) if dataclasses.is_dataclass(v) else v for v in value]}
     if isinstance(value, float) and name.endswith("_s"):
         return {name[:-2] + "_ms": value * 1000.0}
     return {name: value}

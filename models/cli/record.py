@@ -57,6 +57,12 @@ from durosim.lab.recorder import record as record_run
     "as not completed.",
 )
 @click.option(
+    "--workload",
+    metavar="SCENARIO",
+    help="Start the workflows of this scenario (a file or a shipped name) in its mix, instead "
+    "of the fan-out of --fanout activities.",
+)
+@click.option(
     "--nodes",
     type=click.IntRange(min=1),
     default=1,

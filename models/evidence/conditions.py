@@ -10,7 +10,7 @@ into a scenario.
 from __future__ import annotations
 
 from durosim.model.scenario import Scenario
-from durosim.sim.config import toml_value
+from durosim.sim.config import to_table, toml_value
 
 # Conditions the simulation reproduces: the condition's key -> the scenario key it sets.
 SCENARIO_KEYS = {
@@ -32,15 +32,17 @@ SCENARIO_KEYS = {
 }
 # Conditions that describe the run and are not simulated.
 DESCRIPTIVE_KEYS = ("database", "rtt_nominal_ms", "rtt_source")
+# Conditions that are whole tables of the scenario's [workload]: the workflows, as in the TOML.
+WORKLOAD_TABLES = ("workflows",)
 
 
 def conditions(**values: object) -> dict:
     """The conditions of a run, in the canonical key order; values that are None are left out.
     A key that is neither simulated nor descriptive is a programming error."""
-    unknown = set(values) - set(SCENARIO_KEYS) - set(DESCRIPTIVE_KEYS)
+    unknown = set(values) - set(SCENARIO_KEYS) - set(DESCRIPTIVE_KEYS) - set(WORKLOAD_TABLES)
     if unknown:
         raise ValueError(f"unknown trace conditions: {', '.join(sorted(unknown))}")
-    order = list(SCENARIO_KEYS) + list(DESCRIPTIVE_KEYS)
+    order = list(SCENARIO_KEYS) + list(WORKLOAD_TABLES) + list(DESCRIPTIVE_KEYS)
     return {key: values[key] for key in order if values.get(key) is not None}
 
 
@@ -63,6 +65,7 @@ def of_scenario(s: Scenario) -> dict:
         wait_timeout_ms=w.wait_timeout_s * 1000.0,
         nodes=s.host.nodes,
         client_nodes=s.host.client_nodes,
+        workflows=[to_table(f) for f in w.workflows] or None,
     )
 
 

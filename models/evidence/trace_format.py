@@ -38,6 +38,8 @@ class Orchestration:
     end_ms: float
     warmup: bool = False
     completed: bool = True
+    workflow: str = ""
+    """The workflow the orchestration ran, when the trace has several."""
 
     @property
     def latency_ms(self) -> float:
@@ -144,6 +146,7 @@ def read_trace(path: str | Path) -> Trace:
                     end,
                     bool(record.get("warmup", False)),
                     (record.get("status") or "Completed") == "Completed",
+                    str(record.get("workflow", "")),
                 )
             )
         elif kind == "summary":

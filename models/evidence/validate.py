@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from durosim.evidence.conditions import WORKLOAD_TABLES
 from durosim.evidence.conditions import overrides as condition_overrides
 from durosim.evidence.trace_format import Trace
 from durosim.experiments.results import run_replications, summarize
@@ -97,6 +98,16 @@ def scenario_for(
             overrides.append("workload.in_flight=1")
     table = base_table(runtime, base)
     table.pop("name", None)
+    for key in WORKLOAD_TABLES:
+        if key in conditions:
+            table.setdefault("workload", {})[key] = conditions[key]
+    if (
+        "workflows" in conditions
+        and trace.orchestrations
+        and all(o.workflow for o in trace.orchestrations)
+    ):
+        # the recorded mix, orchestration by orchestration, not a fresh draw
+        overrides.append(f"workload.workflow_trace={toml_value(str(Path(trace.path).resolve()))}")
     try:
         return load_table(table, overrides)
     except ConfigError as err:
@@ -170,6 +181,7 @@ def predict(
         "turns_per_orchestration": mean([run.turns_per_orchestration for run in runs]),
         "replications": float(replications),
         "calls_per_orchestration": result.calls_per_orchestration,
+        "workflows": result.by_workflow_ms,
     }
     predicted = (
         {f"{stat}_ms": result.latency_ms[stat] for stat in ("mean", "p50", "p95")}
@@ -183,6 +195,18 @@ def predict(
     if scenario.workload.mode == "open":
         predicted["failed"] = mean([float(run.failed) for run in runs])
     return predicted, extra, result.latencies_ms
+
+
+def _by_workflow(trace: Trace, predicted: dict[str, list[float]]) -> dict[str, dict]:
+    """Per workflow: measured and predicted mean, p50 and p95 latency, and the count."""
+    out = {}
+    for name, simulated in predicted.items():
+        measured = [o.latency_ms for o in trace.measured if o.workflow == name]
+        row: dict[str, dict] = {"predicted": {**_latency_metrics(simulated), "n": len(simulated)}}
+        if measured:
+            row["measured"] = {**_latency_metrics(measured), "n": len(measured)}
+        out[name] = {k: {m: round(v, 2) for m, v in d.items()} for k, d in row.items()}
+    return out
 
 
 CALLS_TOLERANCE_PCT = 10.0
@@ -286,6 +310,9 @@ def compare(
             ok = False
     if trace.conditions.get("mode") == "open":
         extra["arrivals"] = trace.arrivals or sum(not o.warmup for o in trace.orchestrations)
+    predicted_by_workflow = extra.pop("workflows")
+    if predicted_by_workflow:
+        extra["workflows"] = _by_workflow(trace, predicted_by_workflow)
     predicted_calls = extra.pop("calls_per_orchestration")
     calls = call_counts(trace, predicted_calls)
     if calls:

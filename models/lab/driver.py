@@ -20,6 +20,7 @@ import click
 from durosim.evidence.conditions import conditions
 from durosim.evidence.trace_format import FORMAT
 from durosim.model.workload import DRAIN_CHECK_S, DRAIN_CHECKS, FULL_PAUSE_S, LAUNCH_PAUSE_S
+from durosim.sim.config import to_table
 
 RUNTIME = "duroxide-0.2"
 
@@ -54,6 +55,16 @@ class Plan:
     nodes: int = 1
     """Runtimes against the database, each a process with its own pool and slots; the client
     load runs on the first."""
+    workload: str = ""
+    """A scenario file whose workflows the run starts instead of the fan-out (`--workload`)."""
+
+    def workflows(self) -> tuple:
+        """The scenario's workflows (none without `--workload`)."""
+        if not self.workload:
+            return ()
+        from durosim.model.scenario import load
+
+        return load(self.workload).workload.workflows
 
     def arrivals_s(self) -> list[float]:
         """open: the arrival times, seconds from the first arrival window's start."""
@@ -84,6 +95,7 @@ class Plan:
             wait_timeout_ms=self.wait_timeout_ms,
             nodes=self.nodes,
             client_nodes=1,
+            workflows=[to_table(w) for w in self.workflows()] or None,
         )
 
 
@@ -172,6 +184,13 @@ class Driver:
         self.t0_wall: float | None = None
         self.summary: dict | None = None
         self.header: dict = {}
+        self.planner = None
+        self.workflow_of: dict[str, str] = {}
+        if plan.workload:
+            from durosim.lab.workflows import Planner
+            from durosim.model.scenario import load
+
+            self.planner = Planner(load(plan.workload), plan.seed)
 
     def one(self, name: str) -> tuple[str, float, float, str]:
         iid = f"rec-{self.run_id}-{name}"
@@ -180,7 +199,10 @@ class Driver:
             if self.t0 is None:
                 self.t0, self.t0_wall = start, wall
         try:
-            self.client.start_orchestration(iid, "FanOut", {"n": self.plan.fanout})
+            if self.planner is None:
+                self.client.start_orchestration(iid, "FanOut", {"n": self.plan.fanout})
+            else:
+                self._start_workflow(iid, start)
             result = self.client.wait_for_orchestration(iid, self.plan.wait_timeout_ms)
             status = result.status
             if status != "Completed":
@@ -188,6 +210,29 @@ class Driver:
         except Exception as err:  # a client call that failed (server or proxy gone)
             status = f"client error: {first_line(err)}"
         return iid, start, time.perf_counter(), status
+
+    def _start_workflow(self, iid: str, start: float) -> None:
+        """Start a workflow drawn from the mix, and raise its events when they are due."""
+        from durosim.lab.workflows import orchestration_name
+
+        with self.lock:
+            workflow = self.planner.choose()
+            data = self.planner.input(workflow)
+            self.workflow_of[iid] = workflow.name
+        self.client.start_orchestration(iid, orchestration_name(workflow.name), data)
+        for name, after_s in self.planner.events(data):
+            delay = max(0.0, start + after_s - time.perf_counter())
+            timer = threading.Timer(delay, self._raise, args=(iid, name))
+            timer.daemon = True
+            timer.start()
+
+    def _raise(self, iid: str, name: str) -> None:
+        if self.stop.is_set():
+            return
+        try:
+            self.client.raise_event(iid, name, None)
+        except Exception:  # the orchestration's own record says whether it completed
+            pass
 
     def record(self, iid: str, start: float, end: float, warmup: bool, **extra) -> None:
         self.writer.write(
@@ -197,6 +242,7 @@ class Driver:
                 "start_ms": round((start - self.t0) * 1000.0, 3),
                 "end_ms": round((end - self.t0) * 1000.0, 3),
                 "warmup": warmup,
+                **({"workflow": self.workflow_of[iid]} if iid in self.workflow_of else {}),
                 **extra,
             }
         )

@@ -137,6 +137,10 @@ def build_runtime(duroxide, provider, plan: Plan):
 
     runtime.register_activity("A", activity)
     runtime.register_orchestration("FanOut", fan_out)
+    if plan.workload:
+        from durosim.lab.workflows import register
+
+        register(runtime, plan.workflows())
     return runtime
 
 

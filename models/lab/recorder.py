@@ -141,11 +141,13 @@ def _source(plan: Plan, server: str, where: str, calls: bool) -> str:
         }[plan.mode]
     if plan.nodes > 1:
         mode += f"; {plan.nodes} runtime nodes (processes), the client on the first"
+    work = "fan-out workload of docs/lab/fanout.py"
+    if plan.workload:
+        work = f"the workflows of {Path(plan.workload).name} (durosim.lab.workflows)"
     text = (
         f"durosim record: duroxide {_version('duroxide')} (PyPI) + {server} ({where}), {path}; "
         f"latency = client wall clock from start_orchestration to the return of "
-        f"wait_for_orchestration; fan-out workload of docs/lab/fanout.py, {mode}; "
-        f"{os.cpu_count()} CPUs"
+        f"wait_for_orchestration; {work}, {mode}; {os.cpu_count()} CPUs"
     )
     if calls:
         text += "; call records from duroxide's debug log (sqlx statement elapsed)"
@@ -172,6 +174,21 @@ def _concurrency(text: str) -> tuple[int, int]:
     return o, w
 
 
+def _workload(name: str | None) -> str:
+    """The scenario file of `--workload`, checked: it has workflows the SDK can run."""
+    if not name:
+        return ""
+    from durosim.lab.workflows import check_recordable
+    from durosim.model.scenario import load, scenario_path
+
+    path = scenario_path(name).resolve()
+    workflows = load(path).workload.workflows
+    if not workflows:
+        raise InputError(f"--workload {name}: the scenario has no [[workload.workflows]]")
+    check_recordable(workflows)
+    return str(path)
+
+
 def _plan(options: dict) -> Plan:
     mode = options["mode"]
     misplaced = [
@@ -190,6 +207,7 @@ def _plan(options: dict) -> Plan:
     if mode == "open" and options["rate"] is None:
         raise InputError("--mode open needs --rate R, the arrivals per second (a number > 0)")
     o, w = _concurrency(options["concurrency"])
+    workload = _workload(options.get("workload"))
     return Plan(
         rtt_nominal_ms=options["rtt_ms"],
         fanout=options["fanout"],
@@ -207,6 +225,7 @@ def _plan(options: dict) -> Plan:
         seed=1 if options["seed"] is None else options["seed"],
         wait_timeout_ms=options["wait_timeout_ms"],
         nodes=options["nodes"],
+        workload=workload,
     )
 
 

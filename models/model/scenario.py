@@ -88,6 +88,18 @@ def _arrival_trace(path: str) -> str | None:
     return None
 
 
+def _workflow_trace(path: str) -> str | None:
+    """A workflow trace must be a readable trace whose orchestration records name workflows."""
+    problem = _arrival_trace(path)
+    if problem or not path:
+        return problem
+    from durosim.evidence.trace_format import read_trace
+
+    if not all(o.workflow for o in read_trace(path).orchestrations):
+        return f"{path}: an orchestration record without its 'workflow'"
+    return None
+
+
 def _known_costs(value: dict) -> str | None:
     unknown = sorted(set(value) - set(COST_KEYS))
     if unknown:
@@ -226,6 +238,9 @@ class Workload:
     wait_timeout_s: float = field(default=60.0, metadata={"check": _positive})
     workflows: tuple[Workflow, ...] = field(default=(), metadata={"check": check_workflows})
     """The workflows and their mix (`durosim.model.workflows`); none: the fan-out above."""
+    workflow_trace: str = field(default="", metadata={"check": _workflow_trace})
+    """Start the workflow each orchestration of this trace ran, in the order they started,
+    instead of drawing from the mix (validate replays a recorded mix this way)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,7 +301,7 @@ def scenario_path(name_or_path: str | Path) -> Path:
 
 
 # Scenario keys that hold a file path: a relative one is relative to the scenario file.
-PATH_KEYS = (("workload", "arrival_trace"),)
+PATH_KEYS = (("workload", "arrival_trace"), ("workload", "workflow_trace"))
 
 
 def read_table(name_or_path: str | Path) -> dict:

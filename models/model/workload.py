@@ -43,6 +43,7 @@ class Driver:
         arrivals_s: list[float] | None,
         programs: list[Program],
         mix: np.random.Generator,
+        sequence: list[Program] | None = None,
     ):
         """`clients`: one per runtime node; orchestration n goes through clients[n % nodes].
         `programs`: the workflows clients start, drawn by weight from `mix` when there are
@@ -51,6 +52,7 @@ class Driver:
         self.clients = clients
         self.programs = programs
         self.mix = mix
+        self.sequence = sequence
         weights = np.array([p.weight or 1.0 for p in programs], dtype=float)
         self.cumulative = np.cumsum(weights / weights.sum())
         self.arrivals_s = arrivals_s
@@ -80,7 +82,9 @@ class Driver:
             loops = 1 if self.spec.mode == "sequential" else self.spec.in_flight
             yield self.env.all_of([self.env.process(self.client_loop()) for _ in range(loops)])
 
-    def _program(self) -> Program:
+    def _program(self, number: int) -> Program:
+        if self.sequence:
+            return self.sequence[number % len(self.sequence)]
         if len(self.programs) == 1:
             return self.programs[0]
         index = int(np.searchsorted(self.cumulative, self.mix.random(), side="right"))
@@ -88,7 +92,7 @@ class Driver:
 
     def orchestration(self, number: int, measured: bool):
         env = self.env
-        program = self._program()
+        program = self._program(number)
         instance = Instance(f"i-{number}", number, env.now, measured, program)
         client = self.clients[number % len(self.clients)]
         yield from client.start(instance)

@@ -19,6 +19,7 @@ from durosim.model.runtime import Runtime
 from durosim.model.scenario import Scenario
 from durosim.model.workflows import Step, Workflow
 from durosim.model.workload import Driver
+from durosim.sim.config import ConfigError
 from durosim.sim.db import DbClient, PoolBehaviour
 from durosim.sim.network import Link
 from durosim.sim.pool import ConnectionLimit, Pool
@@ -143,6 +144,14 @@ def arrival_times(scenario: Scenario, streams: Streams) -> list[float] | None:
         times.append(t)
 
 
+@functools.cache
+def _replayed_workflows(path: str) -> tuple[str, ...]:
+    """The workflow of each of a trace's orchestrations, in the order they started."""
+    return tuple(
+        o.workflow for o in sorted(read_trace(path).orchestrations, key=lambda o: o.start_ms)
+    )
+
+
 def _started_programs(scenario: Scenario, streams: Streams, activity) -> list[Program]:
     """The workflows clients start: the scenario's weighted ones, or today's fan-out of
     `fanout` activities drawn from the `workload.activity` stream."""
@@ -154,6 +163,20 @@ def _started_programs(scenario: Scenario, streams: Streams, activity) -> list[Pr
         w.workflows, lambda dist, name: dist.sampler(streams[f"workflow.{name}"])
     )
     return [p for p in programs.values() if p.weight is not None]
+
+
+def _sequence(scenario: Scenario, programs: list[Program]) -> list[Program] | None:
+    if not scenario.workload.workflow_trace:
+        return None
+    by_name = {p.name: p for p in programs}
+    names = _replayed_workflows(scenario.workload.workflow_trace)
+    unknown = sorted(set(names) - set(by_name))
+    if unknown:
+        raise ConfigError(
+            f"{scenario.workload.workflow_trace}: workflows {', '.join(unknown)} are not among "
+            f"the scenario's started ones ({', '.join(by_name)})"
+        )
+    return [by_name[n] for n in names]
 
 
 def _waiting_by_caller(pools: list[Pool], end: float) -> dict[str, float]:
@@ -243,10 +266,11 @@ def simulate(scenario: Scenario, replication: int = 0, keep_records: bool = Fals
             workers=sum(d.busy_s for d in workers),
         )
 
+    programs = _started_programs(scenario, streams, activity)
     driver = Driver(
         env, clients[: scenario.host.client_nodes or len(clients)], log, scenario.workload,
         collector.done, measure_start, arrival_times(scenario, streams),
-        _started_programs(scenario, streams, activity), streams["workload.mix"],
+        programs, streams["workload.mix"], _sequence(scenario, programs),
     )  # fmt: skip
     env.run(until=env.process(driver.run()))
 
