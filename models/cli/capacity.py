@@ -10,7 +10,7 @@ import click
 from durosim.cli.common import load_scenario
 from durosim.cli.paths import figure_path
 from durosim.experiments.capacity import capacity as find_capacity
-from durosim.experiments.capacity import parse_slo
+from durosim.experiments.capacity import check_objective, parse_slo
 from durosim.sim.config import ConfigError, parse_override, toml_value
 from durosim.sim.errors import InputError
 
@@ -24,7 +24,11 @@ def _vary(text: str) -> tuple[str, list]:
 
 @click.command()
 @click.argument("scenario", type=click.Path(dir_okay=False))
-@click.option("--slo", required=True, help='Latency objective, e.g. "p95<2s", "p99<500ms".')
+@click.option(
+    "--slo",
+    required=True,
+    help='Latency objective, e.g. "p95<2s", "p99<500ms", or for one workflow "order:p95<10s".',
+)
 @click.option(
     "--vary",
     "varies",
@@ -74,7 +78,8 @@ def capacity(scenario, slo, varies, overrides, replications, duration_s, warmup_
     objective = parse_slo(slo)
     axes = [_vary(v) for v in varies]
     base_overrides = tuple(overrides)
-    load_scenario(scenario, base_overrides, None, None)  # a bad scenario fails before any work
+    # a bad scenario fails before any work
+    check_objective(objective, load_scenario(scenario, base_overrides, None, None))
     combos = list(itertools.product(*(values for _, values in axes))) or [()]
     results = []
     for combo in combos:

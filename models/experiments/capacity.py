@@ -20,7 +20,9 @@ from durosim.model.scenario import Scenario
 from durosim.sim.config import ConfigError
 from durosim.sim.stats import percentile
 
-_SLO = re.compile(r"^\s*(mean|p50|p90|p95|p99)\s*(<=|<)\s*([0-9.]+)\s*(ms|s)\s*$")
+_SLO = re.compile(
+    r"^\s*(?:([\w.-]+)\s*:\s*)?(mean|p50|p90|p95|p99)\s*(<=|<)\s*([0-9.]+)\s*(ms|s)\s*$"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +30,8 @@ class Objective:
     metric: str
     limit_ms: float
     text: str
+    workflow: str = ""
+    """The workflow the objective is for (`order:p95<2s`); empty: every orchestration."""
 
     def met(self, latencies_ms: list[float]) -> bool:
         if not latencies_ms:
@@ -43,12 +47,26 @@ def parse_slo(text: str) -> Objective:
     match = _SLO.match(text)
     if match is None:
         raise ConfigError(
-            f"--slo {text!r}: expected METRIC<VALUE with a unit, e.g. p95<2s or p99<500ms "
-            "(metrics: mean, p50, p90, p95, p99)"
+            f"--slo {text!r}: expected [WORKFLOW:]METRIC<VALUE with a unit, e.g. p95<2s, "
+            "p99<500ms or order:p95<10s (metrics: mean, p50, p90, p95, p99)"
         )
-    metric, _, value, unit = match.groups()
+    workflow, metric, _, value, unit = match.groups()
     limit = float(value) * (1000.0 if unit == "s" else 1.0)
-    return Objective(metric, limit, text.strip())
+    if not math.isfinite(limit) or limit <= 0:
+        raise ConfigError(f"--slo {text!r}: the limit must be a finite time > 0")
+    return Objective(metric, limit, text.strip(), workflow or "")
+
+
+def check_objective(objective: Objective, scenario: Scenario) -> None:
+    """An objective for a workflow needs a scenario that starts it."""
+    if not objective.workflow:
+        return
+    started = [w.name for w in scenario.workload.workflows if w.weight is not None]
+    if objective.workflow not in started:
+        raise ConfigError(
+            f"--slo {objective.text!r}: no started workflow {objective.workflow!r}; "
+            f"the scenario starts {', '.join(started) or 'only its fan-out'}"
+        )
 
 
 def open_load(
@@ -74,8 +92,14 @@ def evaluate(scenario: Scenario, rate: float, objective: Objective, replications
         "failed": summary.failed,
         "utilisation": {k: round(v, 4) for k, v in busy.items()},
         "pool_waiting_by_caller": row["pool_waiting_by_caller"],
+        **({"workflows": row["workflows"]} if "workflows" in row else {}),
         "waits_for": bottleneck(busy, summary.pool_waiting_by_caller),
-        "met": objective.met(summary.latencies_ms) and summary.failed == 0,
+        "met": objective.met(
+            summary.by_workflow_ms.get(objective.workflow, [])
+            if objective.workflow
+            else summary.latencies_ms
+        )
+        and summary.failed == 0,
     }
 
 
