@@ -110,9 +110,13 @@ def capacity(scenario, slo, varies, overrides, replications, duration_s, warmup_
             click.echo(f"no rate meets {r['slo']}, not even the lowest tried")
             continue
         at = r["at_max"]
+        latency = at["latency_ms"]
+        if objective.workflow:
+            latency = at["workflows"][objective.workflow]["latency_ms"]
+        of = f" of {objective.workflow}" if objective.workflow else ""
         click.echo(
             f"highest rate within {r['slo']}: {r['max_rate_per_s']:.4g}/s "
-            f"(p50 {at['latency_ms']['p50']:.0f} ms, p95 {at['latency_ms']['p95']:.0f} ms)"
+            f"(p50{of} {latency['p50']:.0f} ms, p95 {latency['p95']:.0f} ms)"
         )
         if r["knee"]:
             click.echo(
