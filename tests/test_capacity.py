@@ -71,10 +71,17 @@ def test_slo_parsing(text, metric, limit_ms):
     assert (objective.metric, objective.limit_ms) == (metric, limit_ms)
 
 
-@pytest.mark.parametrize("text", ["p95", "p95<2", "p42<2s", "fast"])
+@pytest.mark.parametrize("text", ["p95", "p95<2", "p42<2s", "fast", "order:", ":p95<2s"])
 def test_bad_slos(text):
-    with pytest.raises(ConfigError, match="expected METRIC<VALUE"):
+    with pytest.raises(ConfigError, match="expected \\[WORKFLOW:\\]METRIC<VALUE"):
         parse_slo(text)
+
+
+def test_an_slo_for_one_workflow():
+    objective = parse_slo("order:p95<10s")
+    assert (objective.workflow, objective.metric, objective.limit_ms) == ("order", "p95", 1e4)
+    with pytest.raises(ConfigError, match="finite time > 0"):
+        parse_slo("p95<0ms")
 
 
 def test_knee_of_a_hockey_stick():

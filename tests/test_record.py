@@ -180,6 +180,62 @@ def test_an_orchestration_that_times_out_is_recorded_not_dropped(tmp_path, datab
     assert "did not complete" in out
 
 
+WORKFLOWS = """
+[[workload.workflows]]
+name = "parent"
+weight = 1
+steps = [
+  { kind = "fanout", n = [1, 2], branch = [ { kind = "timer", duration_ms = 50 } ] },
+  { kind = "sub_orchestration", workflow = "child" },
+  { kind = "event", after_ms = 1500 },
+]
+[[workload.workflows]]
+name = "child"
+steps = [ { kind = "activity", duration_ms = 5 } ]
+[[workload.workflows]]
+name = "again"
+weight = 1
+steps = [ { kind = "activity", duration_ms = 5 }, { kind = "continue_as_new", times = 1 } ]
+"""
+
+
+def test_workload_runs_a_scenarios_workflows_on_the_real_runtime(tmp_path, database):
+    scenario = tmp_path / "mix.toml"
+    scenario.write_text(WORKFLOWS)
+    path = tmp_path / "mix.jsonl"
+    code, out, err = run(
+        "record", "--dsn", database, "--rtt-ms", 5, "--workload", scenario, "--count", 6,
+        "--warmup", 0, "--out", path,
+    )  # fmt: skip
+    assert code == 0, err
+    trace = read_trace(path)
+    assert [w["name"] for w in trace.conditions["workflows"]] == ["parent", "child", "again"]
+    names = [o.workflow for o in trace.orchestrations]
+    assert set(names) <= {"parent", "again"} and len(names) == 6
+    assert all(o.completed for o in trace.orchestrations), "the event came after the wait"
+    parents = [o.latency_ms for o in trace.orchestrations if o.workflow == "parent"]
+    assert all(latency >= 1500.0 for latency in parents), "a parent waits for its event"
+    result = compare(trace, replications=2)
+    assert result.scenario.workload.workflow_trace, "validate replays the recorded mix"
+    assert set(result.extra["workflows"]) <= {"parent", "again"}
+
+
+def test_a_branch_of_several_steps_cannot_be_recorded(tmp_path):
+    scenario = tmp_path / "branchy.toml"
+    scenario.write_text(
+        '[[workload.workflows]]\nname = "w"\nweight = 1\nsteps = [ { kind = "fanout", n = 2, '
+        'branch = [ { kind = "activity", duration_ms = 1 }, { kind = "timer", duration_ms = 1 } '
+        "] } ]\n"
+    )
+    result = CliRunner().invoke(
+        main, ["record", "--workload", str(scenario), "--out", str(tmp_path / "x.jsonl")]
+    )
+    assert result.exit_code == 2 and "make a branch of several steps a sub_orchestration" in (
+        result.output
+    )
+    assert not (tmp_path / "x.jsonl").exists()
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -33,10 +33,11 @@ def _conditions(c: Comparison) -> str:
         "stress": f"stress {w.in_flight}",
         "open": f"open {w.arrival_rate_per_s:g}/s, wait {w.wait_timeout_s:g} s",
     }
+    started = [f.name for f in w.workflows if f.weight is not None]
     parts = [
         f"RTT {s.network.rtt.mean * 1000:g}",
         f"{o.orchestration_concurrency}:{o.worker_concurrency}",
-        f"f{w.fanout}",
+        "+".join(started) if started else f"f{w.fanout}",
         mode[w.mode],
     ]
     if s.host.nodes > 1:
@@ -112,6 +113,29 @@ def markdown(
             lines.append(
                 f"| {name} | {c.extra.get('arrivals', '')} | {measured:g} / {predicted:.3g}{mark} |"
             )
+        lines.append("")
+    mixes = [c for c in comparisons if len(c.extra.get("workflows", {})) > 1]
+    if mixes:
+        lines += [
+            "Traffic mixes: latency by workflow, measured / predicted (the recorded mix replayed).",
+            "",
+            "| trace | workflow | orchestrations | mean ms | p50 ms | p95 ms |",
+            "|---|---|---:|---|---|---|",
+        ]
+        for c in mixes:
+            name = f"{Path(c.trace).parent.name}/{Path(c.trace).stem}"
+            for workflow, row in c.extra["workflows"].items():
+                measured, predicted = row.get("measured"), row["predicted"]
+                if measured is None:
+                    continue
+                cells = [
+                    f"{_num(measured[m])} / {_num(predicted[m])} "
+                    f"({(predicted[m] - measured[m]) / measured[m] * 100:+.1f}%)"
+                    for m in ("mean_ms", "p50_ms", "p95_ms")
+                ]
+                lines.append(
+                    f"| {name} | {workflow} | {measured['n']:.0f} | " + " | ".join(cells) + " |"
+                )
         lines.append("")
     with_calls = [c for c in comparisons if c.extra.get("calls_per_orchestration")]
     if with_calls:
