@@ -233,3 +233,41 @@ def test_run_json_reports_each_workflow(tmp_path):
     out = json.loads(result.output)
     assert set(out["workflows"]) == {"a", "b"}
     assert sum(row["completed"] for row in out["workflows"].values()) == out["measured"]
+
+
+MIX = (
+    '[[workload.workflows]]\nname = "a"\nweight = 1\n'
+    'steps = [ { kind = "activity", duration_ms = 1 } ]\n'
+    '[[workload.workflows]]\nname = "b"\nweight = 1\n'
+    'steps = [ { kind = "timer", duration_ms = 300 } ]\n'
+    "[network]\nrtt_ms = 20\n[workload]\ncount = 10\n"
+)
+
+
+def test_sweep_rows_carry_each_workflow(tmp_path):
+    import csv
+
+    path = tmp_path / "mix.toml"
+    path.write_text(MIX)
+    out = tmp_path / "rows.csv"
+    result = CliRunner().invoke(
+        main, ["sweep", str(path), "--grid", "network.rtt_ms=10,40", "--replications", "1",
+               "--out", str(out)],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(out.open()))
+    assert len(rows) == 2
+    for row in rows:
+        assert int(row["a.completed"]) + int(row["b.completed"]) == 10, "the measured ones"
+        assert float(row["b.latency_p50_ms"]) >= 300.0, "b waits for its 300 ms timer"
+    assert float(rows[1]["a.latency_p50_ms"]) > float(rows[0]["a.latency_p50_ms"])
+
+
+def test_compare_shows_each_workflow_beside_the_totals(tmp_path):
+    path = tmp_path / "mix.toml"
+    path.write_text(MIX)
+    result = CliRunner().invoke(main, ["compare", str(path), "colocate", "--replications", "2"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert any(line.startswith("  a ") for line in lines)
+    assert any(line.startswith("  b ") for line in lines)

@@ -103,6 +103,12 @@ def compare(scenario, whatifs, overrides, replications, as_json, plot, breakdown
             f"{r['option']:<{width}}  {lat['p50']:9.1f} {lat['p95']:9.1f} "
             f"{lat['p99']:9.1f} {r['throughput_per_s']:8.3f} {calls:7.1f}  {text}"
         )
+        for name, row in r.get("workflows", {}).items():
+            wl = row["latency_ms"]
+            click.echo(
+                f"{'  ' + name:<{width}}  {wl['p50']:9.1f} {wl['p95']:9.1f} "
+                f"{wl['p99']:9.1f} {row['throughput_per_s']:8.3f}"
+            )
 
 
 @click.command()

@@ -162,8 +162,24 @@ def point_key(point: Point) -> tuple:
     return tuple(_canonical(v.value) for v in point)
 
 
-def columns(grid: Grid) -> list[str]:
-    return [key for key, _ in grid] + list(METRICS)
+WORKFLOW_METRICS = ("completed", "latency_mean_ms", "latency_p50_ms", "latency_p95_ms",
+                    "throughput_per_s")  # fmt: skip
+"""Columns per started workflow, named `WORKFLOW.METRIC`, when the scenario has workflows."""
+
+
+def columns(grid: Grid, workflows: Iterable[str] = ()) -> list[str]:
+    per_workflow = [f"{name}.{metric}" for name in workflows for metric in WORKFLOW_METRICS]
+    return [key for key, _ in grid] + list(METRICS) + per_workflow
+
+
+def _workflow_cells(summary) -> dict[str, object]:
+    cells: dict[str, object] = {}
+    for name, row in summary.workflows().items():
+        cells[f"{name}.completed"] = row["completed"]
+        for stat in ("mean", "p50", "p95"):
+            cells[f"{name}.latency_{stat}_ms"] = row["latency_ms"][stat]
+        cells[f"{name}.throughput_per_s"] = row["throughput_per_s"]
+    return cells
 
 
 def config_digest(scenario: Scenario, grid_keys: Iterable[str] = ()) -> str:
@@ -225,6 +241,7 @@ def run_point(index: int, cells: dict[str, str], scenario: Scenario, digest: str
         pool_in_use_mean=round(summary.pool_in_use_mean, 3),
         server_utilisation=round(summary.server_utilisation, 4),
         replications=summary.replications,
+        **_workflow_cells(summary),
         config_digest=digest,
         wall_s=round(time.perf_counter() - started, 4),
     )
@@ -323,7 +340,7 @@ def run_sweep(
     keys = [key for key, _ in grid]
     digest = config_digest(base, keys)
     points = expand(grid)
-    header = columns(grid)
+    header = columns(grid, [w.name for w in base.workload.workflows if w.weight is not None])
     # The first point alone first: a bad key is named before the CSV is looked at.
     first = [(0, overrides + point_overrides(grid, points[0]))]
     _raise_first(load_points(table, source, first), keys, points)
