@@ -185,6 +185,9 @@ BAD = [
     ('steps = [ { kind = "continue_as_new" }, { kind = "activity", duration_ms = 1 } ]', "last"),
     ('steps = [ { kind = "sub_orchestration", workflow = "nope" } ]', "unknown workflow"),
     ("steps = []", "at least one step"),
+    ('steps = [ { kind = "activity", duration_ms = 1, failure_rate = 1.0 } ]', "failure_rate"),
+    ('steps = [ { kind = "activity", duration_ms = 1, max_attempts = 0 } ]', "max_attempts"),
+    ('steps = [ { kind = "timer", duration_ms = 1, max_attempts = 2 } ]', "does not apply"),
 ]
 
 
@@ -271,3 +274,47 @@ def test_compare_shows_each_workflow_beside_the_totals(tmp_path):
     lines = result.output.splitlines()
     assert any(line.startswith("  a ") for line in lines)
     assert any(line.startswith("  b ") for line in lines)
+
+
+def test_a_failed_attempt_backs_off_and_tries_again():
+    retried = summary(
+        ONE_ACTIVITY.replace(
+            '{ kind = "activity", duration_ms = 0 }',
+            '{ kind = "activity", duration_ms = 0, failure_rate = 0.5, max_attempts = 4 }',
+        ),
+        count=150,
+    )
+    attempts = retried.calls_per_orchestration["ack_work_item"]
+    # 1 + 0.5 + 0.25 + 0.125 attempts expected; failures (all four failed) are 1 in 16
+    assert 1.6 < attempts < 2.1, attempts
+    assert 0 < retried.failed < 0.15 * (retried.completed + retried.failed)
+    # each retry is a backoff timer (100, 200, 400 ms) and a turn on the path
+    assert retried.breakdown_ms["timer"] > 50.0
+    assert retried.turns_per_orchestration > 2.5
+
+
+def test_without_failures_a_retried_activity_is_a_plain_one():
+    plain = summary(ONE_ACTIVITY)
+    never = summary(
+        ONE_ACTIVITY.replace(
+            '{ kind = "activity", duration_ms = 0 }',
+            '{ kind = "activity", duration_ms = 0, max_attempts = 3 }',
+        )
+    )
+    assert never.latencies_ms == plain.latencies_ms and never.failed == 0
+
+
+def test_a_failed_child_fails_its_parent():
+    failing = summary(
+        """
+[[workload.workflows]]
+name = "parent"
+weight = 1
+steps = [ { kind = "sub_orchestration", workflow = "child" } ]
+[[workload.workflows]]
+name = "child"
+steps = [ { kind = "activity", duration_ms = 0, failure_rate = 0.99 } ]
+""",
+        count=5,
+    )
+    assert failing.completed == 0 and failing.failed > 0

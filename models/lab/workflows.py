@@ -16,6 +16,7 @@ several steps is refused before anything starts.
 
 from __future__ import annotations
 
+import random
 import time
 
 import numpy as np
@@ -89,6 +90,12 @@ class Planner:
         ]
 
     def _step(self, step: Step, name: str) -> dict:
+        if step.kind == "activity" and (step.failure_rate or step.max_attempts > 1):
+            return {
+                "ms": self._ms(step.duration, f"{name}.duration"),
+                "failure_rate": step.failure_rate,
+                "max_attempts": step.max_attempts,
+            }
         if step.kind in ("activity", "timer"):
             return {"ms": self._ms(step.duration, f"{name}.duration")}
         if step.kind == "fanout":
@@ -124,15 +131,27 @@ class Planner:
 def register(runtime, workflows: tuple[Workflow, ...]) -> None:
     """Register one orchestration per workflow and the activity they run."""
 
-    def sleep(ctx, ms):
+    draw = random.Random()
+
+    def sleep(ctx, job):
+        """Run `ms`; with a failure rate, fail that share of the attempts (an activity need not
+        replay deterministically, an orchestration must)."""
+        ms = job["ms"] if isinstance(job, dict) else job
         if ms > 0:
             time.sleep(ms / 1000.0)
+        if isinstance(job, dict) and draw.random() < job["failure_rate"]:
+            raise RuntimeError("the activity failed (failure_rate)")
         return ms
 
     runtime.register_activity(ACTIVITY, sleep)
     by_name = {w.name: w for w in workflows}
 
     def task(ctx, step: Step, plan: dict):
+        if step.kind == "activity" and "failure_rate" in plan:
+            if plan["max_attempts"] > 1:
+                retry = {"max_attempts": plan["max_attempts"], "backoff": "exponential"}
+                return ctx.schedule_activity_with_retry(ACTIVITY, plan, retry)
+            return ctx.schedule_activity(ACTIVITY, plan)
         if step.kind == "activity":
             return ctx.schedule_activity(ACTIVITY, plan["ms"])
         if step.kind == "timer":

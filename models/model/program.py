@@ -28,7 +28,10 @@ stream's name)."""
 class Node:
     """A step, compiled: its kind and what it needs at run time (samplers, the child program)."""
 
-    __slots__ = ("kind", "duration", "choices", "branch", "child", "after", "times", "index")
+    __slots__ = (
+        "kind", "duration", "choices", "branch", "child", "after", "times", "index",
+        "failure_rate", "max_attempts",
+    )  # fmt: skip
 
     def __init__(self, step: Step, index: int, name: str, make: MakeSampler):
         self.kind = step.kind
@@ -39,6 +42,8 @@ class Node:
         self.branch = tuple(Node(s, i, f"{name}.{i + 1}", make) for i, s in enumerate(step.branch))
         self.child: Program | None = None
         self.times = step.times
+        self.failure_rate = step.failure_rate
+        self.max_attempts = step.max_attempts
 
 
 class Program:
@@ -73,7 +78,7 @@ class Thread:
     """One path through a list of nodes: the node it is at, and whether that node's work is
     out (`waiting` results to come, or `branches` still running)."""
 
-    __slots__ = ("nodes", "index", "issued", "waiting", "branches")
+    __slots__ = ("nodes", "index", "issued", "waiting", "branches", "attempt", "retry")
 
     def __init__(self, nodes: tuple[Node, ...]):
         self.nodes = nodes
@@ -81,6 +86,16 @@ class Thread:
         self.issued = False
         self.waiting = 0
         self.branches: list[Thread] | None = None
+        self.attempt = 0
+        self.retry: str | None = None
+        """An activity attempt failed with attempts left: `backoff` (schedule the timer),
+        `waiting` (for it), `again` (schedule the next attempt)."""
+
+
+def backoff_s(attempt: int) -> float:
+    """duroxide's default retry backoff after the attempt-th failure: 100 ms doubling, at most
+    30 s (dx-cur `lib.rs:1357-1386`)."""
+    return min(0.1 * 2.0 ** (attempt - 1), 30.0)
 
 
 class Turn:
@@ -104,7 +119,7 @@ class Turn:
 class Execution:
     """Where one execution of a program stands, between turns."""
 
-    __slots__ = ("program", "root", "restarts", "draw", "lost")
+    __slots__ = ("program", "root", "restarts", "draw", "lost", "failed")
 
     def __init__(self, program: Program, draw: np.random.Generator | None, restarts: int = 0):
         self.program = program
@@ -112,6 +127,29 @@ class Execution:
         self.restarts = restarts
         self.draw = draw
         self.lost = 0
+        self.failed = False
+        """An activity failed on its last attempt: the orchestration fails."""
+
+    def deliver(self, thread: Thread, kind: str) -> None:
+        """An activity's completion, a timer or a child's completion for `thread`. An activity
+        attempt fails with its node's failure rate; with attempts left the workflow backs off
+        (a timer) and tries again, as `schedule_activity_with_retry` does (dx-cur
+        `lib.rs:2931-2986`)."""
+        thread.waiting -= 1
+        if kind == "child_failed":
+            self.failed = True
+            return
+        if thread.retry == "waiting" and kind == "timer":
+            thread.retry = "again"
+            return
+        node = thread.nodes[thread.index]
+        if kind != "completion" or node.kind != "activity" or not node.failure_rate:
+            return
+        if self.draw.random() < node.failure_rate:
+            if thread.attempt < node.max_attempts:
+                thread.retry = "backoff"
+            else:
+                self.failed = True
 
     def event(self, index: int) -> None:
         """An external event for the event node at `index` arrived. duroxide delivers it only
@@ -126,7 +164,7 @@ class Execution:
 
     def run(self, turn: Turn) -> None:
         """Run on until every thread waits; fill `turn` with what that scheduled."""
-        if self._advance(self.root, turn):
+        if self.failed or self._advance(self.root, turn):
             turn.completes = True
 
     def _advance(self, thread: Thread, turn: Turn) -> bool:
@@ -139,6 +177,17 @@ class Execution:
                 thread.branches = None
             elif thread.waiting:
                 return False
+            if thread.retry == "backoff":
+                thread.retry = "waiting"
+                turn.timers.append((thread, backoff_s(thread.attempt)))
+                thread.waiting = 1
+                continue
+            if thread.retry == "again":
+                thread.retry = None
+                thread.attempt += 1
+                turn.activities.append((thread, thread.nodes[thread.index].duration))
+                thread.waiting = 1
+                continue
             if thread.issued:
                 thread.index += 1
                 thread.issued = False
@@ -150,6 +199,7 @@ class Execution:
             if kind == "activity":
                 turn.activities.append((thread, node.duration))
                 thread.waiting = 1
+                thread.attempt = 1
             elif kind == "fanout":
                 n = self._choose(node.choices)
                 if node.branch:

@@ -233,11 +233,13 @@ class PostgresProvider:
         if turn.completes:
             instance.done_at = now
             instance.done_path = path
+            instance.failed = instance.execution.failed
             if instance.done_event is not None:
                 instance.done_event.succeed()
             if instance.parent is not None:
                 parent, thread = instance.parent
-                self._queue(parent, "child_done", now, path, thread)
+                kind = "child_failed" if instance.failed else "child_done"
+                self._queue(parent, kind, now, path, thread)
         self.orchestrator_queue.unlock(instance, now, path)
 
     def _fire_later(self, instance: Instance, thread, fire_at: float, path: Path, delay: float):

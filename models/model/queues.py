@@ -42,7 +42,7 @@ class Instance:
     __slots__ = (
         "name", "number", "started", "pending", "locked", "claimed_by", "unlocked_at",
         "unlock_path", "program", "execution", "parent", "done_at", "done_path", "done_event",
-        "turns", "measured", "top",
+        "turns", "measured", "top", "failed",
     )  # fmt: skip
 
     def __init__(
@@ -67,6 +67,8 @@ class Instance:
         self.parent = parent
         """A sub-orchestration's parent, and the parent's thread that waits for it."""
         self.top: Instance = self if parent is None else parent[0].top
+        self.failed = False
+        """It completed with a failure (an activity out of attempts, or a failed child)."""
         """The instance the client started (its turns count those of its children)."""
         self.done_at: float | None = None
         self.done_path: Path | None = None

@@ -114,7 +114,7 @@ class Runtime:
             if kind == "event":
                 instance.execution.event(message.token)
             else:  # an activity's completion, a timer, a child's completion
-                message.token.waiting -= 1
+                instance.execution.deliver(message.token, kind)
         instance.top.turns += 1
         turn = Turn()
         instance.execution.run(turn)

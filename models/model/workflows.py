@@ -57,6 +57,10 @@ class Step:
     """event: when the client raises the event, counted from the orchestration's start."""
     times: int = 1
     """continue_as_new: how many times the workflow starts again."""
+    failure_rate: float = 0.0
+    """activity: the chance that an attempt fails."""
+    max_attempts: int = 1
+    """activity: attempts in all (`schedule_activity_with_retry`; backoff 100 ms doubling)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +72,7 @@ class Workflow:
 
 
 _ALLOWED = {
-    "activity": {"duration"},
+    "activity": {"duration", "failure_rate", "max_attempts"},
     "fanout": {"n", "duration", "branch"},
     "timer": {"duration"},
     "sub_orchestration": {"workflow"},
@@ -86,8 +90,8 @@ def _check_steps(workflow: Workflow, steps: tuple[Step, ...], path: str, names: 
     for i, step in enumerate(steps, 1):
         here = f"{path}{i}"
         where = _where(workflow.name, here)
-        used = {f for f in _ALLOWED["fanout"] | {"workflow", "after", "times"}
-                if getattr(step, f) != getattr(_DEFAULTS, f)}  # fmt: skip
+        fields = _ALLOWED["fanout"] | _ALLOWED["activity"] | {"workflow", "after", "times"}
+        used = {f for f in fields if getattr(step, f) != getattr(_DEFAULTS, f)}
         extra = used - _ALLOWED[step.kind]
         if extra:
             raise ConfigError(
@@ -100,6 +104,10 @@ def _check_steps(workflow: Workflow, steps: tuple[Step, ...], path: str, names: 
                 raise ConfigError(f"{where}: {name} must be a finite time >= 0")
         if step.kind in ("activity", "timer") and step.duration is None:
             raise ConfigError(f"{where}: a {step.kind} needs duration_ms")
+        if not (0.0 <= step.failure_rate < 1.0):
+            raise ConfigError(f"{where}: failure_rate must be in [0, 1), got {step.failure_rate}")
+        if step.max_attempts < 1:
+            raise ConfigError(f"{where}: max_attempts must be >= 1, got {step.max_attempts}")
         if step.kind == "fanout":
             choices = step.n if isinstance(step.n, tuple) else (step.n,)
             if not choices or any(c < 1 for c in choices):

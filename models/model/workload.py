@@ -99,6 +99,8 @@ class Driver:
         for node in program.events:
             env.process(client.raise_event(instance, node))
         path = yield from client.wait(instance, self.spec.wait_timeout_s)
+        if instance.failed:
+            path = None  # the client sees the orchestration failed
         self.active -= 1
         if measured and self.spec.mode == "open" and path is not None:
             # the window ends with the last measured completion, as a trace's measured span does

@@ -98,7 +98,7 @@ class _Collector:
                     "end_ms": round(end * 1000.0, 3),
                     "warmup": not instance.measured,
                     "workflow": instance.program.name,
-                    **({} if path is not None else {"status": "timeout"}),
+                    **({} if path is not None else {"status": _status(instance)}),
                 }
             )
         if not instance.measured or path is None:
@@ -109,6 +109,10 @@ class _Collector:
         for i, part in enumerate(path):
             self.parts[i] += part
         self.turns += instance.turns
+
+
+def _status(instance: Instance) -> str:
+    return "Failed" if instance.failed else "timeout"
 
 
 class _CountingEnvironment(simpy.Environment):
