@@ -11,6 +11,12 @@ The package's parts, by concern:
 
 Docstrings cite duroxide's, duroxide-pg's and sqlx's source by short names (dx-cur, pg-cur,
 dx-seed, pg-seed, ...) defined with their repository and commit in docs/sources.md.
+
+From Python (`durosim.api`, the same results as the command line):
+
+    import durosim
+    s = durosim.load("lab", {"network.rtt_ms": 50})
+    durosim.run(s).to_dict()      # what `durosim run lab --set network.rtt_ms=50 --json` prints
 """
 
 from importlib.metadata import PackageNotFoundError, version
@@ -19,3 +25,7 @@ try:
     __version__ = version("durosim")
 except PackageNotFoundError:  # pragma: no cover - only when run from an uninstalled tree
     __version__ = "0+unknown"
+
+from durosim.api import capacity, compare, load, run, sweep, validate  # noqa: E402
+
+__all__ = ["__version__", "capacity", "compare", "load", "run", "sweep", "validate"]

@@ -8,12 +8,11 @@ from pathlib import Path
 
 import click
 
+from durosim import api
 from durosim.cli.common import load_scenario
 from durosim.cli.paths import figure_path, output_path
 from durosim.evidence.conditions import of_scenario
 from durosim.evidence.trace_format import write_trace
-from durosim.experiments.results import run_replications, summarize
-from durosim.experiments.saturation import past_saturation
 from durosim.model.scenario import Scenario, shipped
 from durosim.model.world import simulate
 from durosim.sim.config import read_toml
@@ -162,12 +161,9 @@ def run(scenario, overrides, seed, replications, as_json, trace_out, timeline, t
     output_path(trace_out)
     output_path(trace_events)
     s = load_scenario(scenario, overrides, seed, replications)
-    runs = run_replications(s)
-    summary = summarize(s, runs)
-    out = summary.to_dict()
-    verdict = past_saturation(s, summary)
-    if verdict:
-        out["past_saturation"] = verdict
+    result = api.run(s)
+    out = result.to_dict()
+    verdict = result.past_saturation
     if trace_out or timeline or trace_events:
         _write_replication_zero(s, trace_out, timeline, trace_events)
     if as_json:
