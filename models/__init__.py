@@ -26,6 +26,13 @@ try:
 except PackageNotFoundError:  # pragma: no cover - only when run from an uninstalled tree
     __version__ = "0+unknown"
 
-from durosim.api import capacity, compare, load, run, sweep, validate  # noqa: E402
-
 __all__ = ["__version__", "capacity", "compare", "load", "run", "sweep", "validate"]
+
+
+def __getattr__(name: str):
+    """The API's functions, imported when first used (the command line does not need them)."""
+    if name in __all__:
+        from durosim import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'durosim' has no attribute {name!r}")
