@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import math
 import tomllib
 import types
 import typing
@@ -125,6 +126,8 @@ def _convert(value: object, tp: object, where: str, key: str) -> object:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(f"{where}: expected a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(f"{where}: expected a finite number, got {value}")
         return float(value) / 1000.0 if key.endswith("_ms") else float(value)
     if tp is str:
         if not isinstance(value, str):

@@ -153,6 +153,8 @@ def _ms(table: dict, key: str, where: str, positive: bool = False) -> float:
     value = table[key]
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise DistError(f"{where}.{key}: expected a number of milliseconds, got {value!r}")
+    if not math.isfinite(value):
+        raise DistError(f"{where}.{key}: must be a finite number of milliseconds, got {value}")
     if value < 0 or (positive and value == 0):
         raise DistError(f"{where}.{key}: must be {'> 0' if positive else '>= 0'}, got {value}")
     return float(value) / 1000.0
@@ -163,6 +165,8 @@ def dist_from_toml(value: object, where: str) -> Dist:
     if isinstance(value, bool):
         raise DistError(f"{where}: expected milliseconds or a distribution table, got {value!r}")
     if isinstance(value, int | float):
+        if not math.isfinite(value):
+            raise DistError(f"{where}: must be a finite number of milliseconds, got {value}")
         if value < 0:
             raise DistError(f"{where}: must be >= 0 ms, got {value}")
         return Const(float(value) / 1000.0)

@@ -8,6 +8,7 @@ import json
 import click
 
 from durosim.cli.common import load_scenario
+from durosim.cli.params import Finite
 from durosim.cli.paths import figure_path
 from durosim.experiments.capacity import capacity as find_capacity
 from durosim.experiments.capacity import check_objective, parse_slo
@@ -46,12 +47,12 @@ def _vary(text: str) -> tuple[str, list]:
 @click.option("--replications", type=click.IntRange(min=1), default=3, show_default=True)
 @click.option(
     "--duration-s",
-    type=click.FloatRange(min=1.0),
+    type=Finite(1.0),
     default=60.0,
     show_default=True,
     help="Seconds of arrivals per tried rate.",
 )
-@click.option("--warmup-s", type=click.FloatRange(min=0.0), default=10.0, show_default=True)
+@click.option("--warmup-s", type=Finite(0.0), default=10.0, show_default=True)
 @click.option(
     "--plot",
     type=click.Path(dir_okay=False),

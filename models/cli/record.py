@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from durosim.cli.params import PositiveFinite
+from durosim.cli.params import Finite, PositiveFinite
 from durosim.lab.recorder import MODES
 from durosim.lab.recorder import record as record_run
 
@@ -12,7 +12,7 @@ from durosim.lab.recorder import record as record_run
 @click.command()
 @click.option(
     "--rtt-ms",
-    type=click.FloatRange(min=0),
+    type=Finite(0.0),
     default=0.0,
     show_default=True,
     metavar="MS",
@@ -21,7 +21,7 @@ from durosim.lab.recorder import record as record_run
 @click.option("--fanout", type=click.IntRange(min=1), default=5, show_default=True, metavar="N")
 @click.option(
     "--activity-ms",
-    type=click.FloatRange(min=0),
+    type=Finite(0.0),
     default=0.0,
     show_default=True,
     metavar="MS",

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from durosim.cli.common import load_scenario
+from durosim.cli.params import Finite
 from durosim.cli.paths import figure_path
 from durosim.experiments.compare import compare as run_compare
 from durosim.model.whatif import OPTIONS
@@ -128,7 +129,7 @@ def compare(scenario, whatifs, overrides, replications, as_json, plot, breakdown
     "--rtt",
     "rtts",
     multiple=True,
-    type=click.FloatRange(min=0.001),
+    type=Finite(0.001),
     help="RTTs to simulate each remedy at (default 150, 70 and 1 ms).",
 )
 @click.option("--replications", type=click.IntRange(min=2), default=6, show_default=True)

@@ -12,6 +12,7 @@ activity_context_cached, batch_worker_fetch), the provider's statements per call
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
@@ -43,8 +44,8 @@ def _number(name: str, text: str, kind: type = float, low: float = 0.0):
         value = kind(text)
     except ValueError:
         raise ConfigError(f"what-if {name}={text}: expected a {kind.__name__} value") from None
-    if value < low:
-        raise ConfigError(f"what-if {name}={text}: must be >= {low:g}")
+    if not math.isfinite(value) or value < low:
+        raise ConfigError(f"what-if {name}={text}: must be a finite number >= {low:g}")
     return value
 
 
