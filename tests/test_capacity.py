@@ -114,3 +114,34 @@ def test_capacity_cli(root, tmp_path):
     assert plot.read_bytes()[:4] == b"\x89PNG"
     bad = runner.invoke(main, ["capacity", str(root / "configs/lab.toml"), "--slo", "quick"])
     assert bad.exit_code == 2 and len(bad.output.strip().splitlines()) == 1
+
+
+def test_when_no_rate_meets_the_slo_it_says_what_it_saw_and_exits_1():
+    from click.testing import CliRunner
+
+    from durosim.cli import main
+
+    args = ["capacity", "lab", "--slo", "p95<100ms", "--duration-s", "20", "--warmup-s", "5",
+            "--replications", "1"]  # fmt: skip
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1
+    assert result.output.startswith("no rate meets p95<100ms: at the lowest tried, 0.6667/s, p50")
+    as_json = CliRunner().invoke(main, [*args, "--json"])
+    assert as_json.exit_code == 1 and '"max_rate_per_s": null' in as_json.output
+
+
+def test_min_and_max_rate_bound_the_search():
+    from click.testing import CliRunner
+
+    from durosim.cli import main
+
+    result = CliRunner().invoke(
+        main, ["capacity", "lab", "--slo", "p95<3s", "--set", "network.rtt_ms=5", "--min-rate",
+               "0.5", "--max-rate", "1.5", "--duration-s", "20", "--warmup-s", "5",
+               "--replications", "1", "--json"],
+    )  # fmt: skip
+    rates = [p["rate_per_s"] for p in json.loads(result.output)["points"]]
+    assert min(rates) == 0.5 and max(rates) <= 1.5
+    bad = CliRunner().invoke(main, ["capacity", "lab", "--slo", "p95<2s", "--min-rate", "3",
+                                    "--max-rate", "2"])  # fmt: skip
+    assert bad.exit_code == 2 and "--min-rate 3 is above --max-rate 2" in bad.output

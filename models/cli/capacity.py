@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import itertools
 import json
+import sys
 
 import click
 
 from durosim.cli.common import load_scenario
-from durosim.cli.params import Finite
+from durosim.cli.params import Finite, PositiveFinite
 from durosim.cli.paths import figure_path
 from durosim.experiments.capacity import capacity as find_capacity
 from durosim.experiments.capacity import check_objective, parse_slo
@@ -54,6 +55,20 @@ def _vary(text: str) -> tuple[str, list]:
 )
 @click.option("--warmup-s", type=Finite(0.0), default=10.0, show_default=True)
 @click.option(
+    "--min-rate",
+    type=PositiveFinite(),
+    metavar="R",
+    help="The first rate tried, per second [default: about 10 arrivals after the warm-up].",
+)
+@click.option(
+    "--max-rate",
+    type=PositiveFinite(),
+    default=5000.0,
+    show_default=True,
+    metavar="R",
+    help="The highest rate tried, per second.",
+)
+@click.option(
     "--plot",
     type=click.Path(dir_okay=False),
     help="Throughput-latency curve (.png or .svg); with --vary, one per value.",
@@ -64,12 +79,15 @@ def _vary(text: str) -> tuple[str, list]:
     help="With two --vary: the highest sustained rate over the grid.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def capacity(scenario, slo, varies, overrides, replications, duration_s, warmup_s, plot,
-             heatmap, as_json):  # fmt: skip
+def capacity(scenario, slo, varies, overrides, replications, duration_s, warmup_s, min_rate,
+             max_rate, plot, heatmap, as_json):  # fmt: skip
     """The highest arrival rate (Poisson, open loop) SCENARIO sustains within the SLO, the
-    knee of its throughput-latency curve, and which resource saturates first."""
+    knee of its throughput-latency curve, and which resource saturates first. Exits 1 when no
+    rate tried meets the SLO."""
     figure_path(plot)
     figure_path(heatmap)
+    if min_rate is not None and min_rate > max_rate:
+        raise InputError(f"--min-rate {min_rate:g} is above --max-rate {max_rate:g}")
     if duration_s <= warmup_s:
         raise InputError("--duration-s must be longer than --warmup-s")
     if len(varies) > 2:
@@ -86,7 +104,7 @@ def capacity(scenario, slo, varies, overrides, replications, duration_s, warmup_
     for combo in combos:
         extra = tuple(f"{key}={toml_value(v)}" for (key, _), v in zip(axes, combo))
         s = load_scenario(scenario, base_overrides + extra, None, None)
-        result = find_capacity(s, objective, replications, duration_s, warmup_s)
+        result = find_capacity(s, objective, replications, duration_s, warmup_s, min_rate, max_rate)
         result["slo_limit_ms"] = objective.limit_ms
         result["values"] = {key: v for (key, _), v in zip(axes, combo)}
         results.append(result)
@@ -102,13 +120,31 @@ def capacity(scenario, slo, varies, overrides, replications, duration_s, warmup_
         draw(rows, axes[0][0], axes[1][0]).savefig(heatmap, dpi=110)
     if as_json:
         click.echo(json.dumps(results if varies else results[0], indent=2))
-        return
+    else:
+        _print(results, objective)
+    if any(r["max_rate_per_s"] is None for r in results):
+        sys.exit(1)
+
+
+def _print(results: list[dict], objective) -> None:
     for r in results:
         label = ", ".join(f"{k}={v}" for k, v in r["values"].items())
         if label:
             click.echo(f"== {label}")
         if r["max_rate_per_s"] is None:
-            click.echo(f"no rate meets {r['slo']}, not even the lowest tried")
+            lowest = r["points"][0]
+            latency = lowest["latency_ms"]
+            if objective.workflow and "workflows" in lowest:
+                latency = lowest["workflows"].get(objective.workflow, {}).get("latency_ms", latency)
+            seen = (
+                f"p50 {latency['p50']:.0f} ms, p95 {latency['p95']:.0f} ms"
+                if latency.get("p50") is not None
+                else "no orchestration completed"
+            )
+            click.echo(
+                f"no rate meets {r['slo']}: at the lowest tried, {lowest['rate_per_s']:.4g}/s, "
+                f"{seen}, {lowest['failed']} not completed (try --min-rate lower)"
+            )
             continue
         at = r["at_max"]
         latency = at["latency_ms"]
