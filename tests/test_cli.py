@@ -343,3 +343,28 @@ def test_a_bad_open_trace_is_one_line(cli, tmp_path, conditions, message):
     result = cli("validate", path)
     assert result.exit_code == 2, result.output
     assert message in result.output and len(result.output.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "args, key",
+    [
+        (["options", "--json"], "options"),
+        (["scenarios", "--json"], "scenarios"),
+    ],
+)
+def test_listing_commands_take_json(cli, args, key):
+    result = cli(*args)
+    assert result.exit_code == 0
+    rows = json.loads(result.output)[key]
+    assert rows and all("name" in row for row in rows)
+
+
+def test_ingest_and_sweep_take_json(cli, root, tmp_path):
+    ingested = cli("ingest", root / "traces/logs/duroxide-0.2.2-pg15-rtt50.jsonl", "--out",
+                   tmp_path / "calls.jsonl", "--json")  # fmt: skip
+    report = json.loads(ingested.output)
+    assert report["call_records"] > 0 and report["used"] <= report["lines"]
+    swept = cli("sweep", "lab", "--grid", "network.rtt_ms=10,20", "--replications", 1, "--out",
+                tmp_path / "rows.csv", "--json")  # fmt: skip
+    rows = json.loads(swept.stdout)["rows"]
+    assert [r["network.rtt_ms"] for r in rows] == ["10", "20"]

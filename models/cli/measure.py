@@ -65,7 +65,8 @@ def _conditions(result: Fit | None) -> dict:
     type=click.Path(dir_okay=False),
     help="The durosim-trace/1 file to write.",
 )
-def ingest(logs, out):
+@click.option("--json", "as_json", is_flag=True, help="Print what was read as one JSON object.")
+def ingest(logs, out, as_json):
     """Read duroxide logs (the JSON log of duroxide.init_tracing, its compact text form) and
     per-procedure timing exports, and write their provider calls as a durosim-trace/1 file.
     Lines that cannot be used are counted and reported."""
@@ -82,6 +83,18 @@ def ingest(logs, out):
         _conditions(result),
         calls,
     )
+    if as_json:
+        report = {
+            "lines": data.lines,
+            "used": data.used,
+            "skipped": dict(data.skipped.most_common()),
+            "statements": len(data.statements),
+            "provider_call_lines": len(data.provider_calls),
+            "call_records": len(calls),
+            "out": str(out),
+        }
+        click.echo(json.dumps(report, indent=2))
+        return
     for line in _report_lines(data):
         click.echo(line)
     click.echo(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import click
 
 from durosim.cli.params import Finite, PositiveFinite
@@ -122,7 +124,10 @@ from durosim.lab.recorder import record as record_run
     "instead of a throwaway cluster.",
 )
 @click.option("--calls", is_flag=True, help="Also add one call record per provider statement.")
-def record(**options):
+@click.option("--json", "as_json", is_flag=True, help="Print what was written as one JSON object.")
+def record(as_json, **options):
     """Run the real duroxide runtime against a real PostgreSQL and write a durosim-trace/1 file
     of what it measured (needs the record extra: pip install 'durosim[record]')."""
-    click.echo(record_run(options))
+    written = record_run(options)
+    line = written.pop("line")
+    click.echo(json.dumps(written, indent=2) if as_json else line)

@@ -212,10 +212,18 @@ def _write_simulated_trace(s: Scenario, result, path: str) -> None:
 
 
 @click.command()
-def scenarios():
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def scenarios(as_json):
     """List the scenarios shipped with durosim, which `durosim run NAME` and the other commands
     take by name."""
     found = shipped()
+    if as_json:
+        rows = [
+            {"name": name, "description": read_toml(path).get("description", "")}
+            for name, path in found.items()
+        ]
+        click.echo(json.dumps({"scenarios": rows}, indent=2))
+        return
     width = max(len(name) for name in found)
     for name, path in found.items():
         click.echo(f"{name:<{width}}  {read_toml(path).get('description', '')}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import sys
 from contextlib import ExitStack
@@ -69,7 +70,8 @@ def _workers(executor: str, workers: int) -> str:
     metavar="ADDRESS",
     help="The Dask scheduler, e.g. tcp://h:8786 (its workers need durosim installed).",
 )
-def sweep(scenario, grids, overrides, replications, jobs, out, executor, scheduler):
+@click.option("--json", "as_json", is_flag=True, help="Print the rows as one JSON object.")
+def sweep(scenario, grids, overrides, replications, jobs, out, executor, scheduler, as_json):
     """Simulate SCENARIO at every combination of the --grid values and write one CSV row per
     point: latency mean and percentiles, throughput and total time, each with its 95% CI
     across replications, DB calls, pool and server use, and the point's wall time."""
@@ -124,6 +126,13 @@ def sweep(scenario, grids, overrides, replications, jobs, out, executor, schedul
             f"{_workers(executor, runner.workers)})",
             err=True,
         )
+    if as_json:
+        with open(out, newline="", encoding="utf-8") as handle:
+            rows = list(csv.DictReader(handle))
+        summary = {"out": str(out), "points": result.points, "computed": result.computed,
+                   "resumed": result.resumed, "rows": rows}  # fmt: skip
+        click.echo(json.dumps(summary, indent=2))
+        return
     click.echo(
         f"wrote {out}: {result.points} points ({result.computed} run, "
         f"{result.resumed} already there)"

@@ -23,8 +23,13 @@ def _signed(change: dict, unit: str) -> str:
 
 
 @click.command()
-def options():
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def options(as_json):
     """List the what-ifs `durosim compare` takes (combine them with +)."""
+    if as_json:
+        rows = [{"name": o.name, "usage": o.usage, "help": o.help} for o in OPTIONS.values()]
+        click.echo(json.dumps({"options": rows}, indent=2))
+        return
     width = max(len(o.usage) for o in OPTIONS.values())
     for option in OPTIONS.values():
         click.echo(f"{option.usage:<{width}}  {option.help}")
@@ -133,7 +138,8 @@ def compare(scenario, whatifs, overrides, replications, as_json, plot, breakdown
     help="RTTs to simulate each remedy at (default 150, 70 and 1 ms).",
 )
 @click.option("--replications", type=click.IntRange(min=2), default=6, show_default=True)
-def report(scenario, stress, out, rtts, replications):
+@click.option("--json", "as_json", is_flag=True, help="Print what was written as one JSON object.")
+def report(scenario, stress, out, rtts, replications, as_json):
     """Answer the seed analysis point by point for SCENARIO: each remedy's estimate beside its
     simulated effect, the claims the simulation contradicts, and the figures."""
     from durosim.experiments.seed_report import build
@@ -144,4 +150,8 @@ def report(scenario, stress, out, rtts, replications):
         page = build(base, stressed, tuple(rtts) or (150.0, 70.0, 1.0), replications, Path(out))
     except OSError as err:
         raise InputError(f"{out}: cannot write the report ({err.strerror})") from None
+    if as_json:
+        figures = sorted(str(f) for f in Path(out).iterdir() if f.suffix in (".png", ".svg"))
+        click.echo(json.dumps({"report": str(page), "figures": figures}, indent=2))
+        return
     click.echo(f"wrote {page}")

@@ -229,9 +229,10 @@ def _plan(options: dict) -> Plan:
     )
 
 
-def record(options: dict) -> str:
+def record(options: dict) -> dict:
     """Run the real duroxide runtime against a real PostgreSQL as `options` (the command line's)
-    say, write a durosim-trace/1 file of what it measured, and return a one-line summary."""
+    say, write a durosim-trace/1 file of what it measured, and return what it wrote (`line`, a
+    one-line summary, among it)."""
     plan = _plan(options)
     out = Path(options["out"])
     dsn = options["dsn"]
@@ -302,7 +303,14 @@ def record(options: dict) -> str:
             raise ExternalError(f"{err}; {out} keeps the {kept} records written so far") from None
         finally:
             signals.ignore()
-    return _summary_line(out, driver, rtt_ms)
+    return {
+        "out": str(out),
+        "records": driver.writer.written,
+        "rtt_ms": rtt_ms,
+        **({"summary": driver.summary} if driver.summary else {}),
+        **driver.header,
+        "line": _summary_line(out, driver, rtt_ms),
+    }
 
 
 def _run_interruptibly(driver: Driver, on_interrupt: Callable[[], None]) -> None:
