@@ -23,6 +23,7 @@ from durosim.experiments import sweep as sweeps
 from durosim.experiments.capacity import capacity as find_capacity
 from durosim.experiments.capacity import check_objective, parse_slo
 from durosim.experiments.compare import compare as compare_options
+from durosim.experiments.provenance import provenance
 from durosim.experiments.results import Summary, run_replications, summarize
 from durosim.experiments.saturation import past_saturation
 from durosim.model import scenario as scenarios
@@ -69,6 +70,7 @@ class RunResult:
         out = self.summary.to_dict()
         if self.past_saturation:
             out["past_saturation"] = self.past_saturation
+        out["provenance"] = provenance(self.scenario)
         return out
 
     def rows(self) -> list[dict]:
@@ -120,7 +122,10 @@ def _flat_rows(rows: Iterable[dict]) -> list[dict]:
 
 def compare(scenario: Scenario, whatifs: list[str], *, replications: int | None = None) -> Rows:
     """The baseline and each what-if (`durosim options`) on common random numbers."""
+    if replications is not None:
+        scenario = replace(scenario, replications=replications)
     result = compare_options(scenario, list(whatifs), replications)
+    result["provenance"] = provenance(scenario)
     return Rows(result, _flat_rows(result["rows"]))
 
 
@@ -139,6 +144,7 @@ def capacity(
     result = find_capacity(scenario, objective, replications, duration_s, warmup_s)
     result["slo_limit_ms"] = objective.limit_ms
     result["values"] = {}
+    result["provenance"] = provenance(replace(scenario, replications=replications))
     return Rows(result, _flat_rows(result["points"]))
 
 

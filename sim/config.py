@@ -192,7 +192,7 @@ def _to_toml(name: str, value: object) -> dict:
         return {name: inner}
     if isinstance(value, tuple):
         return {name: [to_table(v) if dataclasses.is_dataclass(v) else v for v in value]}
-    if isinstance(value, float) and name.endswith("_s"):
+    if isinstance(value, float) and name.endswith("_s") and not name.endswith("_per_s"):
         return {name[:-2] + "_ms": value * 1000.0}
     return {name: value}
 
@@ -207,6 +207,47 @@ def read_toml(path: str | Path) -> dict:
         raise ConfigError(f"{path}: is a directory, expected a .toml file") from None
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{path}: not valid TOML ({err})") from None
+
+
+def dump_toml(table: dict) -> str:
+    """A table as TOML text: plain values first, then sub-tables as [sections] and lists of
+    tables as [[arrays]]; a table inside a list is written inline."""
+    lines: list[str] = []
+
+    def inline(value: object) -> str:
+        if isinstance(value, dict):
+            return "{ " + ", ".join(f"{k} = {inline(v)}" for k, v in value.items()) + " }"
+        if isinstance(value, list | tuple):
+            return "[" + ", ".join(inline(v) for v in value) + "]"
+        return toml_value(value)
+
+    def is_table_list(value: object) -> bool:
+        return isinstance(value, list) and bool(value) and all(isinstance(v, dict) for v in value)
+
+    def section(prefix: str, node: dict) -> None:
+        for key, value in node.items():
+            if not isinstance(value, dict) and not is_table_list(value):
+                lines.append(f"{key} = {inline(value)}")
+        for key, value in node.items():
+            name = f"{prefix}.{key}" if prefix else key
+            if isinstance(value, dict) and not _is_dist_table(value):
+                lines.extend(["", f"[{name}]"])
+                section(name, value)
+            elif isinstance(value, dict):
+                lines.append(f"{key} = {inline(value)}")
+            elif is_table_list(value):
+                for item in value:
+                    lines.extend(["", f"[[{name}]]"])
+                    for k, v in item.items():
+                        lines.append(f"{k} = {inline(v)}")
+
+    section("", table)
+    return "\n".join(lines).lstrip("\n") + "\n"
+
+
+def _is_dist_table(value: dict) -> bool:
+    """A distribution's table (`{ kind = "lognormal", ... }`) is a value, not a section."""
+    return "kind" in value and not any(isinstance(v, dict) for v in value.values())
 
 
 def toml_value(value: object) -> str:

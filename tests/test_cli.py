@@ -368,3 +368,30 @@ def test_ingest_and_sweep_take_json(cli, root, tmp_path):
                 tmp_path / "rows.csv", "--json")  # fmt: skip
     rows = json.loads(swept.stdout)["rows"]
     assert [r["network.rtt_ms"] for r in rows] == ["10", "20"]
+
+
+def test_show_prints_the_scenario_resolved_and_it_loads_back(cli, tmp_path):
+    from durosim.model.scenario import load
+
+    shown = cli("show", "order-service", "--set", "network.rtt_ms=35")
+    assert shown.exit_code == 0
+    assert shown.output.startswith("# order-service, resolved by durosim")
+    path = tmp_path / "resolved.toml"
+    path.write_text(shown.output)
+    assert load(path) == load("order-service", ["network.rtt_ms=35"])
+
+
+def test_run_save_keeps_a_run_folder_and_overwrites_nothing(cli, tmp_path):
+    folder = tmp_path / "run"
+    result = cli("run", "lab", "--replications", 2, "--save", folder)
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "results.csv", "results.json", "scenario.toml", "timeline.png", "trace.jsonl",
+    ]  # fmt: skip
+    saved = json.loads((folder / "results.json").read_text())
+    again = json.loads(cli("run", "lab", "--replications", 2, "--json").output)
+    assert saved == again and saved["provenance"]["scenario_digest"]
+    before = (folder / "results.json").read_text()
+    refused = cli("run", "lab", "--save", folder)
+    assert refused.exit_code == 2 and "nothing is overwritten" in refused.output
+    assert (folder / "results.json").read_text() == before

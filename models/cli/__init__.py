@@ -14,7 +14,7 @@ from durosim.cli.capacity import capacity
 from durosim.cli.measure import calibrate, ingest
 from durosim.cli.plot import plot
 from durosim.cli.record import record
-from durosim.cli.run import run, scenarios
+from durosim.cli.run import run, scenarios, show
 from durosim.cli.sweep import bench, sweep
 from durosim.cli.validate import validate
 from durosim.cli.whatif import compare, options, report
@@ -65,6 +65,7 @@ def main() -> None:
 for command in (
     run,
     scenarios,
+    show,
     validate,
     record,
     ingest,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import sys
+from dataclasses import replace
 
 import click
 
@@ -13,6 +14,7 @@ from durosim.cli.params import Finite, PositiveFinite
 from durosim.cli.paths import figure_path
 from durosim.experiments.capacity import capacity as find_capacity
 from durosim.experiments.capacity import check_objective, parse_slo
+from durosim.experiments.provenance import provenance
 from durosim.sim.config import ConfigError, parse_override, toml_value
 from durosim.sim.errors import InputError
 
@@ -107,6 +109,7 @@ def capacity(scenario, slo, varies, overrides, replications, duration_s, warmup_
         result = find_capacity(s, objective, replications, duration_s, warmup_s, min_rate, max_rate)
         result["slo_limit_ms"] = objective.limit_ms
         result["values"] = {key: v for (key, _), v in zip(axes, combo)}
+        result["provenance"] = provenance(replace(s, replications=replications))
         results.append(result)
         if plot:
             from durosim.plots.capacity import throughput_latency

@@ -8,14 +8,15 @@ from pathlib import Path
 
 import click
 
-from durosim import api
+from durosim import __version__, api
 from durosim.cli.common import load_scenario
 from durosim.cli.paths import figure_path, output_path
 from durosim.evidence.conditions import of_scenario
 from durosim.evidence.trace_format import write_trace
+from durosim.experiments.provenance import provenance
 from durosim.model.scenario import Scenario, shipped
 from durosim.model.world import simulate
-from durosim.sim.config import read_toml
+from durosim.sim.config import dump_toml, read_toml, to_table
 from durosim.sim.errors import InputError
 
 
@@ -154,22 +155,64 @@ def _print_summary(s: Scenario, out: dict, verdict: str | None = None) -> None:
     type=click.Path(dir_okay=False),
     help="Also write replication 0 as a Chrome trace event file (opens in Perfetto).",
 )
-def run(scenario, overrides, seed, replications, as_json, trace_out, timeline, trace_events):
+@click.option(
+    "--save",
+    type=click.Path(file_okay=False),
+    help="Keep a run folder (new or empty): the resolved scenario, the results as JSON and CSV, "
+    "replication 0's trace and its timeline.",
+)
+def run(scenario, overrides, seed, replications, as_json, trace_out, timeline, trace_events,
+        save):  # fmt: skip
     """Simulate SCENARIO (a TOML file, or a shipped scenario's name: see `durosim scenarios`)
     and report latency, throughput, DB calls and where the time goes."""
     figure_path(timeline)
     output_path(trace_out)
     output_path(trace_events)
+    folder = _run_folder(save)
     s = load_scenario(scenario, overrides, seed, replications)
     result = api.run(s)
     out = result.to_dict()
     verdict = result.past_saturation
     if trace_out or timeline or trace_events:
         _write_replication_zero(s, trace_out, timeline, trace_events)
+    if folder is not None:
+        _save(folder, s, result)
     if as_json:
         click.echo(json.dumps(out, indent=2))
     else:
         _print_summary(s, out, verdict)
+
+
+def _run_folder(save: str | None) -> Path | None:
+    """The --save folder, checked before any work: new, or an empty folder."""
+    if save is None:
+        return None
+    folder = Path(save)
+    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+        raise InputError(
+            f"--save {save}: exists and is not an empty folder; nothing is overwritten"
+        )
+    output_path(save)  # its parent folder must exist
+    return folder
+
+
+def _save(folder: Path, s: Scenario, result) -> None:
+    import csv
+
+    folder.mkdir(exist_ok=True)
+    digest = result.to_dict()["provenance"]["scenario_digest"]
+    (folder / "scenario.toml").write_text(
+        f"# {s.name}, resolved by durosim {__version__} (scenario digest {digest})\n"
+        + dump_toml(to_table(s)),
+        encoding="utf-8",
+    )
+    (folder / "results.json").write_text(json.dumps(result.to_dict(), indent=2), "utf-8")
+    rows = result.rows()
+    with open(folder / "results.csv", "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    _write_replication_zero(s, str(folder / "trace.jsonl"), str(folder / "timeline.png"), None)
 
 
 def _write_replication_zero(s: Scenario, trace_out, timeline, trace_events) -> None:
@@ -227,3 +270,21 @@ def scenarios(as_json):
     width = max(len(name) for name in found)
     for name, path in found.items():
         click.echo(f"{name:<{width}}  {read_toml(path).get('description', '')}")
+
+
+@click.command()
+@click.argument("scenario")
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Change one scenario value first (repeatable).",
+)
+def show(scenario, overrides):
+    """Print SCENARIO resolved: every value, the defaults included, as TOML that loads back to
+    the same scenario."""
+    s = load_scenario(scenario, overrides)
+    digest = provenance(s)["scenario_digest"]
+    click.echo(f"# {s.name}, resolved by durosim {__version__} (scenario digest {digest})")
+    click.echo(dump_toml(to_table(s)), nl=False)

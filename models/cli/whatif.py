@@ -7,10 +7,10 @@ from pathlib import Path
 
 import click
 
+from durosim import api
 from durosim.cli.common import load_scenario
 from durosim.cli.params import Finite
 from durosim.cli.paths import figure_path
-from durosim.experiments.compare import compare as run_compare
 from durosim.model.whatif import OPTIONS
 from durosim.sim.errors import InputError
 
@@ -68,7 +68,7 @@ def compare(scenario, whatifs, overrides, replications, as_json, plot, breakdown
     figure_path(plot)
     figure_path(breakdown)
     base = load_scenario(scenario, overrides, None, replications)
-    result = run_compare(base, list(whatifs), replications)
+    result = api.compare(base, list(whatifs), replications=replications).to_dict()
     if plot:
         from durosim.plots.whatif import options_side_by_side
 
