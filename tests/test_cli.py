@@ -395,3 +395,25 @@ def test_run_save_keeps_a_run_folder_and_overwrites_nothing(cli, tmp_path):
     refused = cli("run", "lab", "--save", folder)
     assert refused.exit_code == 2 and "nothing is overwritten" in refused.output
     assert (folder / "results.json").read_text() == before
+
+
+def test_init_writes_a_template_that_loads_to_the_defaults(cli, tmp_path, monkeypatch):
+    from durosim.model.scenario import Scenario, load
+
+    monkeypatch.chdir(tmp_path)
+    assert cli("init", "mysite").exit_code == 0
+    text = (tmp_path / "mysite.toml").read_text()
+    assert "# max_connections = 100" in text and "\nrtt_ms = 0.5\n" in text
+    loaded = load(tmp_path / "mysite.toml")
+    assert loaded == Scenario(name="mysite", description=loaded.description)
+    again = cli("init", "mysite")
+    assert again.exit_code == 2 and "nothing is overwritten" in again.output
+
+
+def test_figures_are_written_as_pdf_too(cli, tmp_path):
+    path = tmp_path / "options.pdf"
+    result = cli("compare", "lab", "colocate", "--replications", 2, "--plot", path)
+    assert result.exit_code == 0
+    assert path.read_bytes().startswith(b"%PDF")
+    refused = cli("run", "lab", "--timeline", tmp_path / "t.gif")
+    assert refused.exit_code == 2 and ".png, .svg or .pdf" in refused.output

@@ -14,7 +14,7 @@ from durosim.cli.capacity import capacity
 from durosim.cli.measure import calibrate, ingest
 from durosim.cli.plot import plot
 from durosim.cli.record import record
-from durosim.cli.run import run, scenarios, show
+from durosim.cli.run import init, run, scenarios, show
 from durosim.cli.sweep import bench, sweep
 from durosim.cli.validate import validate
 from durosim.cli.whatif import compare, options, report
@@ -66,6 +66,7 @@ for command in (
     run,
     scenarios,
     show,
+    init,
     validate,
     record,
     ingest,

@@ -73,7 +73,7 @@ def _vary(text: str) -> tuple[str, list]:
 @click.option(
     "--plot",
     type=click.Path(dir_okay=False),
-    help="Throughput-latency curve (.png or .svg); with --vary, one per value.",
+    help="Throughput-latency curve (.png, .svg or .pdf); with --vary, one per value.",
 )
 @click.option(
     "--heatmap",

@@ -33,7 +33,7 @@ def _kind_of(data: object) -> str | None:
     "--out",
     required=True,
     type=click.Path(dir_okay=False),
-    help="The figure to write (.png or .svg).",
+    help="The figure to write (.png, .svg or .pdf).",
 )
 def plot(rows, kind, out):
     """Draw a figure from ROWS, the JSON that `durosim compare --json` or `durosim capacity

@@ -148,7 +148,7 @@ def _print_summary(s: Scenario, out: dict, verdict: str | None = None) -> None:
     "--timeline",
     type=click.Path(dir_okay=False),
     help="Also draw one orchestration's timeline: client, slots and connections as lanes, calls "
-    "as bars (.png or .svg).",
+    "as bars (.png, .svg or .pdf).",
 )
 @click.option(
     "--trace-events",
@@ -288,3 +288,43 @@ def show(scenario, overrides):
     digest = provenance(s)["scenario_digest"]
     click.echo(f"# {s.name}, resolved by durosim {__version__} (scenario digest {digest})")
     click.echo(dump_toml(to_table(s)), nl=False)
+
+
+INIT_HEADER = """# {name}: a durosim scenario. Every key is here with duroxide's default; the ones
+# that matter most are uncommented. Change what differs for your deployment, delete the rest or
+# leave it.
+# Units: *_ms in milliseconds, *_s in seconds, *_per_s per second; a time may also be a
+# distribution, e.g. rtt = {{ kind = "lognormal", p50_ms = 20, p99_ms = 45 }}.
+# Workflows: see the README's "Your workflows"; `durosim show` prints a scenario resolved.
+"""
+_INIT_KEEP = {
+    "name", "description", "runtime", "seed", "replications", "rtt_ms", "cores", "size",
+    "orchestration_concurrency", "worker_concurrency", "dispatcher_poll_interval_ms", "nodes",
+    "fanout", "activity_ms", "mode", "count",
+}  # fmt: skip
+
+
+@click.command()
+@click.argument("name")
+@click.option("--out", type=click.Path(dir_okay=False), help="The file to write [NAME.toml].")
+def init(name, out):
+    """Write a scenario template NAME.toml with every key and its default, commented."""
+    from durosim.model.scenario import Scenario
+
+    path = Path(out or f"{name}.toml")
+    if path.exists():
+        raise InputError(f"{path}: exists; nothing is overwritten")
+    output_path(str(path))
+    table = to_table(Scenario(name=name, description=f"{name}: describe the deployment here"))
+    lines = []
+    for line in dump_toml(table).splitlines():
+        key = line.split("=", 1)[0].strip()
+        if line and not line.startswith("[") and key not in _INIT_KEEP:
+            line = "# " + line
+        lines.append(line)
+    text = INIT_HEADER.format(name=name) + "\n" + "\n".join(lines) + "\n"
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as err:
+        raise InputError(f"{path}: cannot write ({err.strerror})") from None
+    click.echo(f"wrote {path}")

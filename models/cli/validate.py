@@ -88,7 +88,7 @@ def _trace_paths(paths: tuple[str, ...]) -> list[Path]:
 @click.option(
     "--plot",
     type=click.Path(dir_okay=False),
-    help="Also draw measured vs predicted latency CDFs, one panel per trace (.png, .svg).",
+    help="Also draw measured vs predicted latency CDFs, one panel per trace (.png, .svg or .pdf).",
 )
 def validate(traces, base, replications, tolerances, infer, as_json, report, plot):
     """Simulate the workload each TRACE (durosim-trace/1 file, or a folder of them) records and

@@ -54,12 +54,12 @@ def options(as_json):
 @click.option(
     "--plot",
     type=click.Path(dir_okay=False),
-    help="Draw latency and throughput per option (.png or .svg).",
+    help="Draw latency and throughput per option (.png, .svg or .pdf).",
 )
 @click.option(
     "--breakdown",
     type=click.Path(dir_okay=False),
-    help="Draw where the time goes per option, stacked (.png or .svg).",
+    help="Draw where the time goes per option, stacked (.png, .svg or .pdf).",
 )
 def compare(scenario, whatifs, overrides, replications, as_json, plot, breakdown):
     """Run SCENARIO and each WHATIF (see `durosim options`; combine with +, e.g.
