@@ -69,7 +69,7 @@ def main(out: Path) -> dict:
         if nodes == 1:
             from durosim.plots.capacity import throughput_latency
 
-            throughput_latency(found.to_dict()).savefig(out / "capacity.png", dpi=100)
+            throughput_latency(found.to_dict(), "checkout").savefig(out / "capacity.png", dpi=100)
 
     # What-ifs at that load, on common random numbers.
     options = durosim.compare(

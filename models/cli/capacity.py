@@ -115,12 +115,13 @@ def capacity(scenario, slo, varies, overrides, replications, duration_s, warmup_
             from durosim.plots.capacity import throughput_latency
 
             name = plot if len(combos) == 1 else _suffixed(plot, combo)
-            throughput_latency(result).savefig(name, dpi=110)
+            throughput_latency(result, s.name).savefig(name, dpi=110)
     if heatmap:
         from durosim.plots.capacity import heatmap as draw
 
         rows = [{**r["values"], "max_rate_per_s": r["max_rate_per_s"]} for r in results]
-        draw(rows, axes[0][0], axes[1][0]).savefig(heatmap, dpi=110)
+        title = f"{s.name}: highest rate within {objective.text}"
+        draw(rows, axes[0][0], axes[1][0], title).savefig(heatmap, dpi=110)
     if as_json:
         click.echo(json.dumps(results if varies else results[0], indent=2))
     else:
