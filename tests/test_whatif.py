@@ -30,7 +30,7 @@ def calls(scenario, replication=0):
         ("concurrency=4", "expected O:W"),
         ("pool_size", "needs a value"),
         ("long_poll=3", "takes no value"),
-        ("pool_size=0", "must be >= 1"),
+        ("pool_size=0", "must be a finite number >= 1"),
     ],
 )
 def test_bad_specs_are_refused(lab, spec, message):
