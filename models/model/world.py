@@ -81,9 +81,10 @@ class RunResult:
 
 
 class _Collector:
-    def __init__(self, keep_records: bool):
+    def __init__(self, keep_records: bool, by_workflow: bool):
         self.latencies: list[float] = []
         self.by_workflow: dict[str, list[float]] = {}
+        self.split = by_workflow  # latencies by workflow too (only a scenario's workflows)
         self.parts = [0.0] * len(PARTS)
         self.turns = 0
         self.records: list[dict] | None = [] if keep_records else None
@@ -105,7 +106,8 @@ class _Collector:
             return
         latency = end - instance.started
         self.latencies.append(latency)
-        self.by_workflow.setdefault(instance.program.name, []).append(latency)
+        if self.split:
+            self.by_workflow.setdefault(instance.program.name, []).append(latency)
         for i, part in enumerate(path):
             self.parts[i] += part
         self.turns += instance.turns
@@ -255,7 +257,7 @@ def simulate(scenario: Scenario, replication: int = 0, keep_records: bool = Fals
     orchestrators = [slot for r in runtimes for slot in r.orchestrators]
     workers = [slot for r in runtimes for slot in r.workers]
     queues = (primary.orchestrator_queue.depth, primary.worker_queue.depth)
-    collector = _Collector(keep_records)
+    collector = _Collector(keep_records, bool(scenario.workload.workflows))
     at_start: dict[str, float] = {}
 
     def measure_start() -> None:
