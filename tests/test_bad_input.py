@@ -64,3 +64,78 @@ def test_the_commands_refuse_nan_and_infinity_in_one_line(args, tmp_path, monkey
     assert len(lines) == 1 and lines[0].startswith("durosim: error:")
     assert "finite" in lines[0]
     assert list(tmp_path.iterdir()) == [], "nothing written"
+
+
+def _lab_trace(tmp_path):
+    from pathlib import Path
+
+    source = Path(__file__).resolve().parent.parent / "traces/lab/rtt50_f5_2x2_seq.jsonl"
+    path = tmp_path / "t.jsonl"
+    path.write_text(source.read_text())
+    return path
+
+
+def test_an_output_never_replaces_its_input(tmp_path):
+    import shutil
+
+    trace = _lab_trace(tmp_path)
+    before = trace.read_text()
+    log = tmp_path / "log.jsonl"
+    shutil.copy(
+        __import__("pathlib").Path(__file__).resolve().parent.parent
+        / "traces/logs/duroxide-0.2.2-pg15-rtt50.jsonl",
+        log,
+    )
+    scenario = tmp_path / "s.toml"
+    scenario.write_text("[network]\nrtt_ms = 5\n")
+    for args in (
+        ["ingest", str(log), "--out", str(log)],
+        ["calibrate", str(log), "--out", str(log)],
+        ["run", str(scenario), "--trace", str(scenario)],
+        ["validate", str(trace), "--report", str(trace)],
+    ):
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 2, (args, result.output)
+        assert "is also an input" in result.output and len(result.output.splitlines()) == 1
+    assert trace.read_text() == before and scenario.read_text() == "[network]\nrtt_ms = 5\n"
+
+
+def test_a_folder_a_device_or_a_symlink_is_not_written(tmp_path):
+    target = tmp_path / "real.csv"
+    target.write_text("keep me\n")
+    link = tmp_path / "link.csv"
+    link.symlink_to(target)
+    cases = [
+        (["sweep", "lab", "--grid", "network.rtt_ms=1", "--out", str(link)], "is a symlink"),
+        (["sweep", "lab", "--grid", "network.rtt_ms=1", "--out", "/dev/null"], "not a regular"),
+        (["run", "lab", "--trace", str(tmp_path)], "is a directory"),
+    ]
+    for args, message in cases:
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 2 and message in result.output, (args, result.output)
+    assert target.read_text() == "keep me\n" and link.is_symlink()
+
+
+def test_a_failed_write_is_one_line_and_leaves_no_partial_file(tmp_path):
+    """A write that fails (here: the file size limit, as a full disk would) ends in one line,
+    and the file that was there is as it was, with no temporary file beside it."""
+    import resource
+    import subprocess
+    import sys
+
+    old = tmp_path / "trace.jsonl"
+    old.write_text("old\n")
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+
+    done = subprocess.run(
+        [sys.executable, "-c", "from durosim.cli import main; main()", "run", "lab",
+         "--replications", "1", "--trace", str(old)],
+        capture_output=True, text=True, preexec_fn=limit, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "cannot write (File too large)" in lines[0]
+    assert old.read_text() == "old\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["trace.jsonl"]

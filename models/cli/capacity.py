@@ -11,7 +11,7 @@ import click
 
 from durosim.cli.common import load_scenario
 from durosim.cli.params import Finite, PositiveFinite
-from durosim.cli.paths import figure_path
+from durosim.cli.paths import figure_path, save_figure
 from durosim.experiments.capacity import capacity as find_capacity
 from durosim.experiments.capacity import check_objective, parse_slo
 from durosim.experiments.provenance import provenance
@@ -115,13 +115,13 @@ def capacity(scenario, slo, varies, overrides, replications, duration_s, warmup_
             from durosim.plots.capacity import throughput_latency
 
             name = plot if len(combos) == 1 else _suffixed(plot, combo)
-            throughput_latency(result, s.name).savefig(name, dpi=110)
+            save_figure(throughput_latency(result, s.name), name)
     if heatmap:
         from durosim.plots.capacity import heatmap as draw
 
         rows = [{**r["values"], "max_rate_per_s": r["max_rate_per_s"]} for r in results]
         title = f"{s.name}: highest rate within {objective.text}"
-        draw(rows, axes[0][0], axes[1][0], title).savefig(heatmap, dpi=110)
+        save_figure(draw(rows, axes[0][0], axes[1][0], title), heatmap)
     if as_json:
         click.echo(json.dumps(results if varies else results[0], indent=2))
     else:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from durosim.cli.paths import output_path
+from durosim.cli.paths import output_path, write_atomically, write_text
 from durosim.evidence.calibrate import CalibrationError, Fit, fit, from_trace, merge, scenario_toml
 from durosim.evidence.conditions import conditions
 from durosim.evidence.ingest import LogData, read_logs
@@ -70,19 +70,15 @@ def ingest(logs, out, as_json):
     """Read duroxide logs (the JSON log of duroxide.init_tracing, its compact text form) and
     per-procedure timing exports, and write their provider calls as a durosim-trace/1 file.
     Lines that cannot be used are counted and reported."""
-    output_path(out)
+    output_path(out, logs)
     data = _load(logs)
     try:
         result = fit(data)
     except CalibrationError:
         result = None
     calls = data.calls
-    write_trace(
-        out,
-        f"durosim ingest of {', '.join(Path(p).name for p in data.paths)}",
-        _conditions(result),
-        calls,
-    )
+    source = f"durosim ingest of {', '.join(Path(p).name for p in data.paths)}"
+    write_atomically(out, lambda scratch: write_trace(scratch, source, _conditions(result), calls))
     if as_json:
         report = {
             "lines": data.lines,
@@ -119,11 +115,11 @@ def calibrate(inputs, out, as_json):
     time and the dispatcher slots to measurements (duroxide logs, timing exports, or traces
     with call records), and say how well the fit explains them."""
     if out:
-        output_path(out)
+        output_path(out, inputs)
     data = _load(inputs)
     result = fit(data)
     if out:
-        Path(out).write_text(scenario_toml(result), encoding="utf-8")
+        write_text(out, scenario_toml(result))
     if as_json:
         click.echo(json.dumps(result.as_json(), indent=2))
         return

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from durosim.cli.paths import figure_path
+from durosim.cli.paths import figure_path, save_figure
 from durosim.sim.errors import InputError
 
 KINDS = ("options", "breakdown", "capacity")
@@ -39,7 +39,7 @@ def plot(rows, kind, out):
     """Draw a figure from ROWS, the JSON that `durosim compare --json` or `durosim capacity
     --json` printed: options side by side, where the time goes, or the throughput-latency
     curve."""
-    figure_path(out)
+    figure_path(out, [rows])
     try:
         data = json.loads(Path(rows).read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -59,7 +59,8 @@ def plot(rows, kind, out):
     else:
         from durosim.plots.capacity import throughput_latency as draw
     try:
-        draw(data).savefig(out, dpi=110)
+        figure = draw(data)
     except (KeyError, TypeError) as err:
         raise InputError(f"{rows}: a row lacks {err}; expected the JSON of durosim") from None
+    save_figure(figure, out)
     click.echo(f"wrote {out}")

@@ -7,6 +7,7 @@ import json
 import click
 
 from durosim.cli.params import Finite, PositiveFinite
+from durosim.cli.paths import output_path
 from durosim.lab.recorder import MODES
 from durosim.lab.recorder import record as record_run
 
@@ -128,6 +129,7 @@ from durosim.lab.recorder import record as record_run
 def record(as_json, **options):
     """Run the real duroxide runtime against a real PostgreSQL and write a durosim-trace/1 file
     of what it measured (needs the record extra: pip install 'durosim[record]')."""
+    output_path(options["out"])
     written = record_run(options)
     line = written.pop("line")
     click.echo(json.dumps(written, indent=2) if as_json else line)

@@ -10,7 +10,13 @@ import click
 
 from durosim import __version__, api
 from durosim.cli.common import load_scenario
-from durosim.cli.paths import figure_path, output_path
+from durosim.cli.paths import (
+    figure_path,
+    output_path,
+    save_figure,
+    write_atomically,
+    write_text,
+)
 from durosim.evidence.conditions import of_scenario
 from durosim.evidence.trace_format import write_trace
 from durosim.experiments.provenance import provenance
@@ -165,9 +171,10 @@ def run(scenario, overrides, seed, replications, as_json, trace_out, timeline, t
         save):  # fmt: skip
     """Simulate SCENARIO (a TOML file, or a shipped scenario's name: see `durosim scenarios`)
     and report latency, throughput, DB calls and where the time goes."""
-    figure_path(timeline)
-    output_path(trace_out)
-    output_path(trace_events)
+    inputs = [scenario] if Path(scenario).is_file() else []
+    figure_path(timeline, inputs)
+    output_path(trace_out, inputs)
+    output_path(trace_events, inputs)
     folder = _run_folder(save)
     s = load_scenario(scenario, overrides, seed, replications)
     result = api.run(s)
@@ -222,11 +229,11 @@ def _write_replication_zero(s: Scenario, trace_out, timeline, trace_events) -> N
 
         first = next(r for r in result.records if r.get("type") == "orchestration"
                      and not r["warmup"] and "status" not in r)  # fmt: skip
-        draw(result.records, first["instance"]).savefig(timeline, dpi=110)
+        save_figure(draw(result.records, first["instance"]), timeline)
     if trace_events:
         from durosim.experiments.chrome_trace import chrome_trace
 
-        Path(trace_events).write_text(json.dumps(chrome_trace(result.records)), encoding="utf-8")
+        write_text(trace_events, json.dumps(chrome_trace(result.records)))
     if trace_out:
         _write_simulated_trace(s, result, trace_out)
 
@@ -243,15 +250,8 @@ def _write_simulated_trace(s: Scenario, result, path: str) -> None:
                 "total_s": result.total_s,
             }
         )
-    try:
-        write_trace(
-            path,
-            f"durosim simulation of {s.name}, seed {s.seed}, replication 0",
-            of_scenario(s),
-            records,
-        )
-    except OSError as err:
-        raise InputError(f"{path}: cannot write the trace ({err.strerror})") from None
+    source = f"durosim simulation of {s.name}, seed {s.seed}, replication 0"
+    write_atomically(path, lambda scratch: write_trace(scratch, source, of_scenario(s), records))
 
 
 @click.command()
@@ -323,8 +323,5 @@ def init(name, out):
             line = "# " + line
         lines.append(line)
     text = INIT_HEADER.format(name=name) + "\n" + "\n".join(lines) + "\n"
-    try:
-        path.write_text(text, encoding="utf-8")
-    except OSError as err:
-        raise InputError(f"{path}: cannot write ({err.strerror})") from None
+    write_text(path, text)
     click.echo(f"wrote {path}")

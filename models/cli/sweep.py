@@ -6,6 +6,7 @@ import csv
 import json
 import sys
 from contextlib import ExitStack
+from pathlib import Path
 
 import click
 
@@ -79,7 +80,7 @@ def sweep(scenario, grids, overrides, replications, jobs, out, executor, schedul
     runner = sweeps.executor(executor, jobs, scheduler)
     # the file and --set, checked alone first
     load_scenario(scenario, overrides, None, replications)
-    output_path(out)
+    output_path(out, [scenario] if Path(scenario).is_file() else [])
     table = read_table(scenario)
     extra = list(overrides) + ([f"replications={replications}"] if replications else [])
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from durosim.cli.paths import figure_path, output_path
+from durosim.cli.paths import figure_path, output_path, save_figure, write_text
 from durosim.evidence.trace_format import read_trace
 from durosim.sim.errors import InputError
 
@@ -99,8 +99,8 @@ def validate(traces, base, replications, tolerances, infer, as_json, report, plo
     paths = _trace_paths(traces)
     if not paths:
         raise InputError(f"no .jsonl traces found in {', '.join(traces)}")
-    output_path(report)
-    figure_path(plot)
+    output_path(report, paths)
+    figure_path(plot, paths)
     results = []
     loaded = []
     for path in paths:
@@ -115,7 +115,7 @@ def validate(traces, base, replications, tolerances, infer, as_json, report, plo
         if infer == "rtt":
             stated = [compare(t, base, replications, limits) for t in loaded if t.summaries]
             cross = cross_checks(results, loaded, base, replications)
-        Path(report).write_text(markdown(results, stated, cross), encoding="utf-8")
+        write_text(report, markdown(results, stated, cross))
     if plot:
         from durosim.plots.validation import latency_cdfs
 
@@ -126,7 +126,7 @@ def validate(traces, base, replications, tolerances, infer, as_json, report, plo
                 if r.measured_latencies_ms
             ]
         )
-        figure.savefig(plot, dpi=110)
+        save_figure(figure, plot)
     if as_json:
         click.echo(json.dumps({"traces": [r.as_json() for r in results], "ok": ok}, indent=2))
     else:

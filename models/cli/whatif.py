@@ -10,7 +10,7 @@ import click
 from durosim import api
 from durosim.cli.common import load_scenario
 from durosim.cli.params import Finite
-from durosim.cli.paths import figure_path
+from durosim.cli.paths import figure_path, save_figure
 from durosim.model.whatif import OPTIONS
 from durosim.sim.errors import InputError
 
@@ -72,11 +72,11 @@ def compare(scenario, whatifs, overrides, replications, as_json, plot, breakdown
     if plot:
         from durosim.plots.whatif import options_side_by_side
 
-        options_side_by_side(result).savefig(plot, dpi=110)
+        save_figure(options_side_by_side(result), plot)
     if breakdown:
         from durosim.plots.whatif import breakdown_bars
 
-        breakdown_bars(result).savefig(breakdown, dpi=110)
+        save_figure(breakdown_bars(result), breakdown)
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return
