@@ -417,3 +417,23 @@ def test_figures_are_written_as_pdf_too(cli, tmp_path):
     assert path.read_bytes().startswith(b"%PDF")
     refused = cli("run", "lab", "--timeline", tmp_path / "t.gif")
     assert refused.exit_code == 2 and ".png, .svg or .pdf" in refused.output
+
+
+def test_ctrl_c_in_validate_keeps_what_finished_and_exits_130(root):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    process = subprocess.Popen(
+        [sys.executable, "-c", "from durosim.cli import main; main()", "validate",
+         str(root / "traces/recorded"), "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    time.sleep(8.0)  # some of the 46 traces (about 25 s in all) are done by then
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    assert err.strip().splitlines()[-1].startswith("durosim: error: interrupted: ")
+    done = json.loads(out)
+    assert done["interrupted"] is True and 0 < len(done["traces"]) < 40

@@ -19,3 +19,17 @@ def load_scenario(
     if replications is not None:
         extra.append(f"replications={replications}")
     return scenarios.load(name_or_path, extra)
+
+
+def progress(items: list, label: str):
+    """A progress bar on stderr while iterating `items`, when stderr is a terminal; nothing
+    when it is piped or redirected."""
+    import sys
+
+    import click
+
+    if not sys.stderr.isatty():
+        yield from items
+        return
+    with click.progressbar(items, label=label, file=sys.stderr, show_pos=True) as bar:
+        yield from bar

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import click
 
+from durosim.cli.common import progress
 from durosim.cli.paths import figure_path, output_path, save_figure, write_text
 from durosim.evidence.trace_format import read_trace
-from durosim.sim.errors import InputError
+from durosim.sim.errors import InputError, Interrupted
 
 
 def _parse_tolerances(values: tuple[str, ...]) -> dict[str, float] | None:
@@ -103,10 +104,16 @@ def validate(traces, base, replications, tolerances, infer, as_json, report, plo
     figure_path(plot, paths)
     results = []
     loaded = []
-    for path in paths:
-        trace = read_trace(path)
-        results.append(compare(trace, base, replications, limits, infer == "rtt"))
-        loaded.append(trace)
+    interrupted = False
+    try:
+        for path in progress(paths, "validating"):
+            trace = read_trace(path)
+            results.append(compare(trace, base, replications, limits, infer == "rtt"))
+            loaded.append(trace)
+    except KeyboardInterrupt:
+        # keep what finished: report it below, then exit 130
+        interrupted = True
+        report = plot = None
     ok = all(r.ok for r in results)
     if report:
         from durosim.evidence.validation_report import markdown
@@ -128,7 +135,10 @@ def validate(traces, base, replications, tolerances, infer, as_json, report, plo
         )
         save_figure(figure, plot)
     if as_json:
-        click.echo(json.dumps({"traces": [r.as_json() for r in results], "ok": ok}, indent=2))
+        out = {"traces": [r.as_json() for r in results], "ok": ok}
+        if interrupted:
+            out["interrupted"] = True
+        click.echo(json.dumps(out, indent=2))
     else:
         for r in results:
             head = r.trace
@@ -159,4 +169,8 @@ def validate(traces, base, replications, tolerances, infer, as_json, report, plo
                     f"Wasserstein {r.extra['wasserstein_ms']:.3g} ms"
                 )
         click.echo(f"{sum(r.ok for r in results)} of {len(results)} traces within tolerance")
+    if interrupted:
+        raise Interrupted(
+            f"interrupted: {len(results)} of {len(paths)} traces validated, shown above"
+        )
     sys.exit(0 if ok else 1)
