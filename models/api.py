@@ -120,11 +120,14 @@ def _flat_rows(rows: Iterable[dict]) -> list[dict]:
     return out
 
 
-def compare(scenario: Scenario, whatifs: list[str], *, replications: int | None = None) -> Rows:
-    """The baseline and each what-if (`durosim options`) on common random numbers."""
+def compare(
+    scenario: Scenario, whatifs: list[str], *, replications: int | None = None, on_row=None
+) -> Rows:
+    """The baseline and each what-if (`durosim options`) on common random numbers; `on_row`
+    sees each row as it finishes, and Ctrl-C keeps the finished ones (`interrupted`)."""
     if replications is not None:
         scenario = replace(scenario, replications=replications)
-    result = compare_options(scenario, list(whatifs), replications)
+    result = compare_options(scenario, list(whatifs), replications, on_row)
     result["provenance"] = provenance(scenario)
     return Rows(result, _flat_rows(result["rows"]))
 

@@ -170,3 +170,26 @@ def test_plot_redraws_saved_rows_without_simulating(root, tmp_path, monkeypatch)
     junk.write_text("[1, 2]")
     bad = runner.invoke(main, ["plot", str(junk), "--out", str(tmp_path / "c.png")])
     assert bad.exit_code == 2 and len(bad.output.strip().splitlines()) == 1
+
+
+def test_ctrl_c_in_compare_keeps_the_finished_rows_and_exits_130():
+    import json
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    process = subprocess.Popen(
+        [sys.executable, "-c", "from durosim.cli import main; main()", "compare", "lab",
+         "colocate", "no_pool_ping", "pipelining", "long_poll", "server_side_turns",
+         "--set", "workload.count=1500", "--replications", "3", "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    time.sleep(6.0)  # each row (3 x 1500 orchestrations at RTT 50) takes about 3 s
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    assert err.strip().splitlines()[-1].startswith("durosim: error: interrupted: ")
+    done = json.loads(out)
+    assert done["interrupted"] is True and done["rows"][0]["option"] == "baseline"
+    assert len(done["rows"]) < 6

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 from durosim.model import scenario as scenarios
 
 
@@ -33,3 +35,17 @@ def progress(items: list, label: str):
         return
     with click.progressbar(items, label=label, file=sys.stderr, show_pos=True) as bar:
         yield from bar
+
+
+@contextmanager
+def progress_bar(length: int, label: str):
+    """A progress bar on stderr when it is a terminal; yields the function that advances it."""
+    import sys
+
+    import click
+
+    if not sys.stderr.isatty():
+        yield lambda: None
+        return
+    with click.progressbar(length=length, label=label, file=sys.stderr, show_pos=True) as bar:
+        yield lambda: bar.update(1)

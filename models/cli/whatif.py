@@ -8,11 +8,11 @@ from pathlib import Path
 import click
 
 from durosim import api
-from durosim.cli.common import load_scenario
+from durosim.cli.common import load_scenario, progress_bar
 from durosim.cli.params import Finite
 from durosim.cli.paths import figure_path, save_figure
 from durosim.model.whatif import OPTIONS
-from durosim.sim.errors import InputError
+from durosim.sim.errors import InputError, Interrupted
 
 
 def _signed(change: dict, unit: str) -> str:
@@ -68,7 +68,13 @@ def compare(scenario, whatifs, overrides, replications, as_json, plot, breakdown
     figure_path(plot)
     figure_path(breakdown)
     base = load_scenario(scenario, overrides, None, replications)
-    result = api.compare(base, list(whatifs), replications=replications).to_dict()
+    with progress_bar(1 + len(whatifs), "comparing") as advance:
+        result = api.compare(
+            base, list(whatifs), replications=replications, on_row=lambda row: advance()
+        ).to_dict()
+    interrupted = result.get("interrupted", False)
+    if interrupted:
+        plot = breakdown = None  # partial rows: no figures
     if plot:
         from durosim.plots.whatif import options_side_by_side
 
@@ -79,7 +85,15 @@ def compare(scenario, whatifs, overrides, replications, as_json, plot, breakdown
         save_figure(breakdown_bars(result), breakdown)
     if as_json:
         click.echo(json.dumps(result, indent=2))
-        return
+    elif result["rows"]:
+        _print_compare(result)
+    if interrupted:
+        raise Interrupted(
+            f"interrupted: {len(result['rows'])} of {1 + len(whatifs)} rows finished, shown above"
+        )
+
+
+def _print_compare(result: dict) -> None:
     rows = result["rows"]
     width = max(12, max(len(r["option"]) for r in rows))
     click.echo(

@@ -6,6 +6,7 @@ with far less noise than either alone; the change is the mean of the paired diff
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 from durosim.experiments.results import run_replications, summarize
 from durosim.model.scenario import Scenario
@@ -40,17 +41,34 @@ def _change(base: list[float], variant: list[float]) -> dict:
     }
 
 
-def compare(scenario: Scenario, specs: list[str], replications: int | None = None) -> dict:
+def compare(
+    scenario: Scenario,
+    specs: list[str],
+    replications: int | None = None,
+    on_row: Callable[[dict], None] | None = None,
+) -> dict:
     """Rows for the baseline and every variant (the variants built first, so a bad option fails
-    before anything runs)."""
+    before anything runs). `on_row` sees each row as it finishes; an interrupt (Ctrl-C) keeps
+    the rows that finished and marks the result `interrupted`."""
     variants = [(spec, apply(scenario, spec)) for spec in specs]
-    base_runs = run_replications(scenario, replications)
-    base_per_run = _per_run(base_runs)
-    rows = [{"option": "baseline", **summarize(scenario, base_runs).to_dict(), "change": {}}]
-    for spec, variant in variants:
-        runs = run_replications(variant, replications)
-        per_run = _per_run(runs)
-        row = {"option": spec, **summarize(variant, runs).to_dict()}
-        row["change"] = {key: _change(base_per_run[key], per_run[key]) for key in per_run}
-        rows.append(row)
-    return {"scenario": scenario.name, "rtt_ms": scenario.network.rtt.mean * 1000.0, "rows": rows}
+    rows: list[dict] = []
+    out = {"scenario": scenario.name, "rtt_ms": scenario.network.rtt.mean * 1000.0, "rows": rows}
+    try:
+        base_runs = run_replications(scenario, replications)
+        base_per_run = _per_run(base_runs)
+        rows.append(
+            {"option": "baseline", **summarize(scenario, base_runs).to_dict(), "change": {}}
+        )
+        if on_row:
+            on_row(rows[-1])
+        for spec, variant in variants:
+            runs = run_replications(variant, replications)
+            per_run = _per_run(runs)
+            row = {"option": spec, **summarize(variant, runs).to_dict()}
+            row["change"] = {key: _change(base_per_run[key], per_run[key]) for key in per_run}
+            rows.append(row)
+            if on_row:
+                on_row(row)
+    except KeyboardInterrupt:
+        out["interrupted"] = True
+    return out
