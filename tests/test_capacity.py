@@ -145,3 +145,24 @@ def test_min_and_max_rate_bound_the_search():
     bad = CliRunner().invoke(main, ["capacity", "lab", "--slo", "p95<2s", "--min-rate", "3",
                                     "--max-rate", "2"])  # fmt: skip
     assert bad.exit_code == 2 and "--min-rate 3 is above --max-rate 2" in bad.output
+
+
+def test_ctrl_c_in_capacity_keeps_the_rates_tried_and_exits_130():
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    process = subprocess.Popen(
+        [sys.executable, "-c", "from durosim.cli import main; main()", "capacity", "lab",
+         "--slo", "p95<2s", "--set", "network.rtt_ms=20", "--duration-s", "600",
+         "--replications", "2", "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    time.sleep(6.0)  # a rate of 600 s of arrivals takes about a second at the lowest rates
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    assert err.strip().splitlines()[-1].startswith("durosim: error: interrupted: ")
+    done = json.loads(out)
+    assert done["interrupted"] is True and done["points"], "the rates tried so far"

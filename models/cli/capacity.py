@@ -16,7 +16,7 @@ from durosim.experiments.capacity import capacity as find_capacity
 from durosim.experiments.capacity import check_objective, parse_slo
 from durosim.experiments.provenance import provenance
 from durosim.sim.config import ConfigError, parse_override, toml_value
-from durosim.sim.errors import InputError
+from durosim.sim.errors import InputError, Interrupted
 
 
 def _vary(text: str) -> tuple[str, list]:
@@ -106,11 +106,17 @@ def capacity(scenario, slo, varies, overrides, replications, duration_s, warmup_
     for combo in combos:
         extra = tuple(f"{key}={toml_value(v)}" for (key, _), v in zip(axes, combo))
         s = load_scenario(scenario, base_overrides + extra, None, None)
-        result = find_capacity(s, objective, replications, duration_s, warmup_s, min_rate, max_rate)
+        result = find_capacity(
+            s, objective, replications, duration_s, warmup_s, min_rate, max_rate,
+            on_point=_show_point if sys.stderr.isatty() else None,
+        )  # fmt: skip
         result["slo_limit_ms"] = objective.limit_ms
         result["values"] = {key: v for (key, _), v in zip(axes, combo)}
         result["provenance"] = provenance(replace(s, replications=replications))
         results.append(result)
+        if result.get("interrupted"):
+            plot = heatmap = None  # a partial search: no figures
+            break
         if plot:
             from durosim.plots.capacity import throughput_latency
 
@@ -126,6 +132,11 @@ def capacity(scenario, slo, varies, overrides, replications, duration_s, warmup_
         click.echo(json.dumps(results if varies else results[0], indent=2))
     else:
         _print(results, objective)
+    if results and results[-1].get("interrupted"):
+        raise Interrupted(
+            f"interrupted: {len(results[-1]['points'])} rates tried in the last search, "
+            "what they showed is above"
+        )
     if any(r["max_rate_per_s"] is None for r in results):
         sys.exit(1)
 
@@ -135,6 +146,9 @@ def _print(results: list[dict], objective) -> None:
         label = ", ".join(f"{k}={v}" for k, v in r["values"].items())
         if label:
             click.echo(f"== {label}")
+        if not r["points"]:
+            click.echo("interrupted before any rate finished")
+            continue
         if r["max_rate_per_s"] is None:
             lowest = r["points"][0]
             latency = lowest["latency_ms"]
@@ -175,6 +189,14 @@ def _print(results: list[dict], objective) -> None:
                 f"at {beyond['rate_per_s']:.4g}/s, the lowest rate that misses it, the work waits "
                 f"for {beyond['waits_for']}"
             )
+
+
+def _show_point(point: dict) -> None:
+    """On a terminal, each tried rate as it finishes."""
+    p95 = point["latency_ms"]["p95"]
+    seen = f"p95 {p95:.0f} ms" if p95 is not None else "nothing completed"
+    verdict = "meets" if point["met"] else "misses"
+    click.echo(f"  tried {point['rate_per_s']:.4g}/s: {seen}, {verdict} the SLO", err=True)
 
 
 def _suffixed(path: str, combo: tuple) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from durosim.experiments.results import run_replications, summarize
@@ -130,35 +131,49 @@ def capacity(
     start_rate: float | None = None,
     max_rate: float = 5000.0,
     bisections: int = 6,
+    on_point: Callable[[dict], None] | None = None,
 ) -> dict:
-    """The search starts where about 10 orchestrations arrive after the warm-up."""
-    points = []
+    """The search starts where about 10 orchestrations arrive after the warm-up. `on_point`
+    sees each tried rate as it finishes; an interrupt (Ctrl-C) ends the search with what it
+    found so far, marked `interrupted`."""
+    points: list[dict] = []
     rate = start_rate or 10.0 / (duration_s - warmup_s)
     best = worst = None
-    while rate <= max_rate:
+    interrupted = False
+
+    def tried(rate: float) -> dict:
         point = evaluate(scenario, rate, objective, replications, duration_s, warmup_s)
         points.append(point)
-        if not point["met"]:
-            worst = point
-            break
-        best = point
-        rate *= 2.0
-    if best is not None and worst is not None:
-        lo, hi = best["rate_per_s"], worst["rate_per_s"]
-        for _ in range(bisections):
-            mid = math.sqrt(lo * hi)
-            point = evaluate(scenario, mid, objective, replications, duration_s, warmup_s)
-            points.append(point)
-            if point["met"]:
-                lo, best = mid, point
-            else:
-                hi = mid
+        if on_point:
+            on_point(point)
+        return point
+
+    try:
+        while rate <= max_rate:
+            point = tried(rate)
+            if not point["met"]:
+                worst = point
+                break
+            best = point
+            rate *= 2.0
+        if best is not None and worst is not None:
+            lo, hi = best["rate_per_s"], worst["rate_per_s"]
+            for _ in range(bisections):
+                mid = math.sqrt(lo * hi)
+                point = tried(mid)
+                if point["met"]:
+                    lo, best = mid, point
+                else:
+                    hi = mid
+    except KeyboardInterrupt:
+        interrupted = True
     points.sort(key=lambda p: p["rate_per_s"])
     saturating = None
     if best is not None:
         saturating = max(RESOURCES, key=lambda k: best["utilisation"][k])
     missed = [p for p in points if not p["met"]]
     return {
+        **({"interrupted": True} if interrupted else {}),
         "slo": objective.text,
         "max_rate_per_s": None if best is None else round(best["rate_per_s"], 4),
         "at_max": best,
