@@ -10,7 +10,7 @@ updates are not delayed: irrelevant for the provider's small request/response me
 Timing: every chunk gets an absolute deadline (arrival + RTT/2) on the loop's monotonic clock.
 The lab's proxy slept with the default epoll event loop, whose timeouts are whole milliseconds
 rounded up, so `asyncio.sleep(0.0125)` took ~14.3 ms and a nominal RTT of 25 ms gave 29.1 ms
-(/work/labrun/RECORDING.md). This loop waits with select(), whose timeout has microsecond
+(traces/recorded/README.md). This loop waits with select(), whose timeout has microsecond
 resolution, sleeps to just before each deadline and spins (yielding the GIL) the last stretch.
 
 `DelayProxy` runs in a background thread of the caller's process; `ProxyProcess` runs the same
