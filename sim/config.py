@@ -207,6 +207,8 @@ def read_toml(path: str | Path) -> dict:
         raise ConfigError(f"{path}: is a directory, expected a .toml file") from None
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{path}: not valid TOML ({err})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text; a scenario is a TOML file") from None
 
 
 def dump_toml(table: dict) -> str:

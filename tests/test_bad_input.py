@@ -139,3 +139,38 @@ def test_a_failed_write_is_one_line_and_leaves_no_partial_file(tmp_path):
     assert len(lines) == 1 and "cannot write (File too large)" in lines[0]
     assert old.read_text() == "old\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["trace.jsonl"]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["run", "lab", "--seed", "-1"], "seed: must be >= 0"),
+        (["run", "lab", "--set", "host.call_overhead_ms=-1000"], "call_overhead_ms: must be >= 0"),
+        (
+            [
+                "run",
+                "lab",
+                "--set",
+                "workload.wait_timeout_ms=1",
+                "--replications",
+                "1",
+                "--timeline",
+                "t.png",
+            ],
+            "nothing to draw",
+        ),  # fmt: skip
+    ],
+)
+def test_values_that_once_crashed_are_one_line(args, message, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0]
+
+
+def test_a_scenario_that_is_not_utf8_is_one_line(tmp_path):
+    path = tmp_path / "latin1.toml"
+    path.write_bytes(b'name = "caf\xe9"\n')
+    result = CliRunner().invoke(main, ["run", str(path)])
+    assert result.exit_code == 2 and "not UTF-8 text" in result.output

@@ -227,8 +227,13 @@ def _write_replication_zero(s: Scenario, trace_out, timeline, trace_events) -> N
     if timeline:
         from durosim.plots.timeline import timeline as draw
 
-        first = next(r for r in result.records if r.get("type") == "orchestration"
-                     and not r["warmup"] and "status" not in r)  # fmt: skip
+        first = next((r for r in result.records if r.get("type") == "orchestration"
+                      and not r["warmup"] and "status" not in r), None)  # fmt: skip
+        if first is None:
+            raise InputError(
+                f"--timeline {timeline}: no measured orchestration completed in replication 0; "
+                "nothing to draw"
+            )
         save_figure(draw(result.records, first["instance"]), timeline)
     if trace_events:
         from durosim.experiments.chrome_trace import chrome_trace

@@ -69,6 +69,10 @@ def _optional_at_least_one(value: int | None) -> str | None:
     return None if value is None else _at_least_one(value)
 
 
+def _optional_not_negative(value: float | None) -> str | None:
+    return None if value is None else _not_negative(value)
+
+
 def _not_negative(value: float) -> str | None:
     return None if value >= 0 else f"must be >= 0, got {value}"
 
@@ -172,7 +176,7 @@ class Host:
     client_nodes: int | None = field(default=None, metadata={"check": _optional_at_least_one})
     """Nodes that run clients; unset: every node. `durosim record --nodes` puts them on one."""
 
-    call_overhead_s: float | None = None
+    call_overhead_s: float | None = field(default=None, metadata={"check": _optional_not_negative})
     """Client-side time per provider call; unset means the runtime profile's calibrated value."""
 
     def __post_init__(self) -> None:
@@ -248,7 +252,7 @@ class Scenario:
     name: str = "scenario"
     description: str = ""
     runtime: RuntimeName = "duroxide-0.2"
-    seed: int = 1
+    seed: int = field(default=1, metadata={"check": _not_negative})
     replications: int = field(default=5, metadata={"check": _at_least_one})
     network: Network = field(default_factory=Network)
     database: Database = field(default_factory=Database)
