@@ -174,3 +174,42 @@ def test_a_scenario_that_is_not_utf8_is_one_line(tmp_path):
     path.write_bytes(b'name = "caf\xe9"\n')
     result = CliRunner().invoke(main, ["run", str(path)])
     assert result.exit_code == 2 and "not UTF-8 text" in result.output
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["run", "lab", "--set", 'workload.mode="open"', "--set", "workload.arrival_rate_per_s=1e6",
+          "--set", "workload.duration_s=1e9"], "simulation events"),
+        (["run", "lab", "--set", "workload.fanout=10000000"], "or pass --large"),
+        (["compare", "lab", "colocate", "--set", "workload.count=100000000"], "what-ifs"),
+        (["sweep", "lab", "--grid", "network.rtt_ms=" + ",".join(map(str, range(1, 102))),
+          "--grid", "pool.size=" + ",".join(map(str, range(1, 102))), "--out", "x.csv"],
+         "points, beyond the 10000"),
+    ],
+)  # fmt: skip
+def test_work_far_beyond_the_limit_is_refused_up_front(args, message, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_shipped_scenarios_are_well_within_the_limit():
+    from durosim.experiments.size import MAX_EVENTS, estimated_events
+
+    for name, path in shipped().items():
+        assert estimated_events(load(path)) < MAX_EVENTS / 10, name
+
+
+def test_sweep_starts_no_more_processes_than_points_or_cores(tmp_path):
+    result = CliRunner().invoke(
+        main, ["sweep", "lab", "--grid", "network.rtt_ms=1,2", "--jobs", "1000",
+               "--replications", "1", "--out", str(tmp_path / "rows.csv")],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "--jobs 1000: 2 process(es)" in result.output or "--jobs 1000: 1 process(es)" in (
+        result.output
+    )

@@ -20,6 +20,7 @@ from durosim.cli.paths import (
 from durosim.evidence.conditions import of_scenario
 from durosim.evidence.trace_format import write_trace
 from durosim.experiments.provenance import provenance
+from durosim.experiments.size import check_size
 from durosim.model.scenario import Scenario, shipped
 from durosim.model.world import simulate
 from durosim.sim.config import dump_toml, read_toml, to_table
@@ -167,8 +168,13 @@ def _print_summary(s: Scenario, out: dict, verdict: str | None = None) -> None:
     help="Keep a run folder (new or empty): the resolved scenario, the results as JSON and CSV, "
     "replication 0's trace and its timeline.",
 )
+@click.option(
+    "--large",
+    is_flag=True,
+    help="Run even when the estimated work is beyond what durosim runs without asking.",
+)
 def run(scenario, overrides, seed, replications, as_json, trace_out, timeline, trace_events,
-        save):  # fmt: skip
+        save, large):  # fmt: skip
     """Simulate SCENARIO (a TOML file, or a shipped scenario's name: see `durosim scenarios`)
     and report latency, throughput, DB calls and where the time goes."""
     inputs = [scenario] if Path(scenario).is_file() else []
@@ -177,6 +183,7 @@ def run(scenario, overrides, seed, replications, as_json, trace_out, timeline, t
     output_path(trace_events, inputs)
     folder = _run_folder(save)
     s = load_scenario(scenario, overrides, seed, replications)
+    check_size(s, large)
     result = api.run(s)
     out = result.to_dict()
     verdict = result.past_saturation

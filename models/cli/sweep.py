@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import sys
 from contextlib import ExitStack
 from pathlib import Path
@@ -13,6 +14,7 @@ import click
 from durosim.cli.common import load_scenario
 from durosim.cli.paths import output_path
 from durosim.experiments import sweep as sweeps
+from durosim.experiments.size import check_points, check_size
 from durosim.model.scenario import read_table
 
 
@@ -72,14 +74,32 @@ def _workers(executor: str, workers: int) -> str:
     help="The Dask scheduler, e.g. tcp://h:8786 (its workers need durosim installed).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the rows as one JSON object.")
-def sweep(scenario, grids, overrides, replications, jobs, out, executor, scheduler, as_json):
+@click.option(
+    "--large",
+    is_flag=True,
+    help="Run even when the estimated work is beyond what durosim runs without asking.",
+)
+def sweep(scenario, grids, overrides, replications, jobs, out, executor, scheduler, as_json,
+          large):  # fmt: skip
     """Simulate SCENARIO at every combination of the --grid values and write one CSV row per
     point: latency mean and percentiles, throughput and total time, each with its 95% CI
     across replications, DB calls, pool and server use, and the point's wall time."""
     grid = sweeps.parse_grid(grids)
+    points = 1
+    for _, values in grid:
+        points *= len(values)
+    check_points(points, large, f"--grid ({' x '.join(str(len(v)) for _, v in grid)})")
+    if executor == "local":
+        usable = max(1, min(jobs, points, os.cpu_count() or 1))
+        if usable < jobs:
+            click.echo(
+                f"--jobs {jobs}: {usable} process(es), no more than points and cores", err=True
+            )
+            jobs = usable
     runner = sweeps.executor(executor, jobs, scheduler)
     # the file and --set, checked alone first
-    load_scenario(scenario, overrides, None, replications)
+    check_size(load_scenario(scenario, overrides, None, replications), large, points,
+               f"{scenario} at {points} points")  # fmt: skip
     output_path(out, [scenario] if Path(scenario).is_file() else [])
     table = read_table(scenario)
     extra = list(overrides) + ([f"replications={replications}"] if replications else [])

@@ -11,6 +11,7 @@ from durosim import api
 from durosim.cli.common import load_scenario, progress_bar
 from durosim.cli.params import Finite
 from durosim.cli.paths import figure_path, save_figure
+from durosim.experiments.size import check_size
 from durosim.model.whatif import OPTIONS
 from durosim.sim.errors import InputError, Interrupted
 
@@ -61,13 +62,19 @@ def options(as_json):
     type=click.Path(dir_okay=False),
     help="Draw where the time goes per option, stacked (.png, .svg or .pdf).",
 )
-def compare(scenario, whatifs, overrides, replications, as_json, plot, breakdown):
+@click.option(
+    "--large",
+    is_flag=True,
+    help="Run even when the estimated work is beyond what durosim runs without asking.",
+)
+def compare(scenario, whatifs, overrides, replications, as_json, plot, breakdown, large):
     """Run SCENARIO and each WHATIF (see `durosim options`; combine with +, e.g.
     colocate+long_poll) on common random numbers, and print each one's latency, throughput,
     DB calls and change against the baseline with a 95% confidence interval."""
     figure_path(plot)
     figure_path(breakdown)
     base = load_scenario(scenario, overrides, None, replications)
+    check_size(base, large, 1 + len(whatifs), f"{base.name} and {len(whatifs)} what-ifs")
     with progress_bar(1 + len(whatifs), "comparing") as advance:
         result = api.compare(
             base, list(whatifs), replications=replications, on_row=lambda row: advance()
