@@ -213,3 +213,20 @@ def test_sweep_starts_no_more_processes_than_points_or_cores(tmp_path):
     assert "--jobs 1000: 2 process(es)" in result.output or "--jobs 1000: 1 process(es)" in (
         result.output
     )
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["sweep", "lab", "--grid", "network.rtt_ms=1,2", "--grid", "network.rtt=3,4",
+          "--out", "x.csv"], "set the same value"),
+        (["capacity", "lab", "--slo", "p95<2s", "--vary", "workload.fanout=,,"], "no empty value"),
+        (["run", "lab", "--set", "pool.min_connections=20"], "must be <= size"),
+    ],
+)  # fmt: skip
+def test_input_that_once_gave_wrong_results_is_refused(args, message, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2, result.output
+    assert message in result.output and len(result.output.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []

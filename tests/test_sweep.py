@@ -50,12 +50,12 @@ def baseline(sweep_cli, tmp_path_factory):
 def test_grid_values_are_read_as_toml_and_expand_to_every_combination():
     grid = sweeps.parse_grid(
         [
-            "network.rtt_ms=1, 2.5",
+            "client.max_poll_delay_ms=1, 2.5",
             'network.rtt={kind = "uniform", low_ms = 1, high_ms = 3},{kind = "constant"}',
             'workload.mode=closed,"stress"',
         ]
     )
-    assert [key for key, _ in grid] == ["network.rtt_ms", "network.rtt", "workload.mode"]
+    assert [key for key, _ in grid] == ["client.max_poll_delay_ms", "network.rtt", "workload.mode"]
     assert [v.value for v in grid[0][1]] == [1, 2.5]
     assert grid[1][1][0].value == {"kind": "uniform", "low_ms": 1, "high_ms": 3}
     assert [v.value for v in grid[2][1]] == ["closed", "stress"]
@@ -70,6 +70,7 @@ def test_grid_values_are_read_as_toml_and_expand_to_every_combination():
     "texts, message",
     [
         (["network.rtt_ms"], "expected KEY=V1,V2"),
+        (["network.rtt_ms=1,2", "network.rtt=3"], "set the same value"),
         (["network.rtt_ms=1,,2"], "an empty value"),
         (["network.rtt_ms=1,1.0"], "appears twice"),
         (["network.rtt_ms=1", "network.rtt_ms=2"], "already a grid key"),

@@ -21,9 +21,12 @@ from durosim.sim.errors import InputError, Interrupted
 
 def _vary(text: str) -> tuple[str, list]:
     key, _, values = text.partition("=")
-    if not values:
-        raise ConfigError(f"--vary {text!r}: expected KEY=V1,V2,... e.g. host.nodes=1,2,4")
-    return key.strip(), [parse_override(f"{key}={v}")[1] for v in values.split(",") if v.strip()]
+    parts = [v.strip() for v in values.split(",")]
+    if not key.strip() or not values or not all(parts):
+        raise ConfigError(
+            f"--vary {text!r}: expected KEY=V1,V2,... with no empty value, e.g. host.nodes=1,2,4"
+        )
+    return key.strip(), [parse_override(f"{key}={v}")[1] for v in parts]
 
 
 @click.command()

@@ -131,6 +131,9 @@ def parse_grid(texts: Iterable[str]) -> Grid:
             raise SweepError(f"--grid {text!r}: expected KEY=V1,V2,..., e.g. network.rtt_ms=20,50")
         if any(key == k for k, _ in grid):
             raise SweepError(f"--grid {text!r}: {key} is already a grid key")
+        twin = next((k for k, _ in grid if _value_of(k) == _value_of(key)), None)
+        if twin is not None:
+            raise SweepError(f"--grid {text!r}: {key} and {twin} set the same value; keep one")
         parsed: list[GridValue] = []
         for raw in _split_values(values):
             if not raw:
@@ -146,6 +149,16 @@ def parse_grid(texts: Iterable[str]) -> Grid:
     if not grid:
         raise SweepError("no --grid given: name at least one KEY=V1,V2,...")
     return grid
+
+
+def _value_of(key: str) -> str:
+    """The value a key sets: `network.rtt_ms`, `network.rtt` and `network.rtt_s` are one."""
+    *path, leaf = key.split(".")
+    for suffix in ("_ms", "_s"):
+        if leaf.endswith(suffix) and not leaf.endswith("_per_s"):
+            leaf = leaf[: -len(suffix)]
+            break
+    return ".".join([*path, leaf])
 
 
 def expand(grid: Grid) -> list[Point]:

@@ -156,6 +156,12 @@ class Pool:
     prepare_round_trip: bool = True
     """The first use of a statement on a connection costs a Parse/Describe round trip."""
 
+    def __post_init__(self) -> None:
+        if self.min_connections > self.size:
+            raise ConfigError(
+                f"min_connections ({self.min_connections}) must be <= size ({self.size})"
+            )
+
 
 @dataclass(frozen=True, slots=True)
 class RuntimeOptions:
