@@ -19,10 +19,8 @@ from __future__ import annotations
 import random
 import time
 
-import numpy as np
-
 from durosim.model.scenario import Scenario
-from durosim.model.workflows import Step, Workflow
+from durosim.model.workflows import Mix, Step, Workflow, width
 from durosim.sim.errors import InputError
 from durosim.sim.rng import Streams
 
@@ -59,15 +57,12 @@ class Planner:
         self.streams = Streams(seed, 0)
         self.samplers: dict[str, object] = {}
         self.choices = self.streams["workload.choices"]
-        started = [w for w in scenario.workload.workflows if w.weight is not None]
-        weights = np.array([w.weight for w in started], dtype=float)
-        self.started = started
-        self.cumulative = np.cumsum(weights / weights.sum())
+        self.started = [w for w in scenario.workload.workflows if w.weight is not None]
+        self.weights = Mix(w.weight for w in self.started)
         self.mix = self.streams["workload.mix"]
 
     def choose(self) -> Workflow:
-        index = int(np.searchsorted(self.cumulative, self.mix.random(), side="right"))
-        return self.started[min(index, len(self.started) - 1)]
+        return self.started[self.weights.pick(self.mix)]
 
     def _ms(self, dist, name: str) -> float:
         sampler = self.samplers.get(name)
@@ -99,12 +94,7 @@ class Planner:
         if step.kind in ("activity", "timer"):
             return {"ms": self._ms(step.duration, f"{name}.duration")}
         if step.kind == "fanout":
-            choices = step.n if isinstance(step.n, tuple) else (step.n,)
-            n = (
-                choices[0]
-                if len(choices) == 1
-                else int(choices[self.choices.integers(len(choices))])
-            )
+            n = width(step.n if isinstance(step.n, tuple) else (step.n,), self.choices)
             if not step.branch:
                 return {
                     "items": [{"ms": self._ms(step.duration, f"{name}.duration")} for _ in range(n)]

@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from durosim.model.workflows import Step, Workflow
+from durosim.model.workflows import Step, Workflow, width
 from durosim.sim.dist import Dist
 
 Sampler = Callable[[], float]
@@ -201,7 +201,7 @@ class Execution:
                 thread.waiting = 1
                 thread.attempt = 1
             elif kind == "fanout":
-                n = self._choose(node.choices)
+                n = width(node.choices, self.draw)
                 if node.branch:
                     thread.branches = [Thread(node.branch) for _ in range(n)]
                 else:
@@ -221,8 +221,3 @@ class Execution:
                     turn.restarts = True
                     return False
                 continue
-
-    def _choose(self, choices: tuple[int, ...]) -> int:
-        if len(choices) == 1:
-            return choices[0]
-        return int(choices[int(self.draw.integers(len(choices)))])

@@ -26,8 +26,11 @@ the fan-out of `fanout` activities of `activity` (`durosim.model.scenario.Worklo
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
+
+import numpy as np
 
 from durosim.sim.config import ConfigError
 from durosim.sim.dist import Dist
@@ -219,3 +222,26 @@ def check_workflows(workflows: tuple[Workflow, ...]) -> str | None:
     except ConfigError as err:
         return str(err)
     return None
+
+
+class Mix:
+    """Picks one of several items in proportion to their weights (the traffic mix), the same way
+    in the simulator and in `durosim record`."""
+
+    def __init__(self, weights: Iterable[float]):
+        values = np.array(list(weights), dtype=float)
+        self.cumulative = np.cumsum(values / values.sum())
+
+    def pick(self, rng: np.random.Generator) -> int:
+        """An item's index; with one item, no draw."""
+        if len(self.cumulative) == 1:
+            return 0
+        index = int(np.searchsorted(self.cumulative, rng.random(), side="right"))
+        return min(index, len(self.cumulative) - 1)
+
+
+def width(choices: tuple[int, ...], rng: np.random.Generator) -> int:
+    """A fanout's width: its `n`, or one of its choices drawn uniformly."""
+    if len(choices) == 1:
+        return choices[0]
+    return int(choices[int(rng.integers(len(choices)))])

@@ -24,6 +24,7 @@ from durosim.model.client import Client
 from durosim.model.program import Program
 from durosim.model.queues import CallLog, Instance
 from durosim.model.scenario import Workload
+from durosim.model.workflows import Mix
 
 LAUNCH_PAUSE_S = 0.001
 FULL_PAUSE_S = 0.010
@@ -53,8 +54,7 @@ class Driver:
         self.programs = programs
         self.mix = mix
         self.sequence = sequence
-        weights = np.array([p.weight or 1.0 for p in programs], dtype=float)
-        self.cumulative = np.cumsum(weights / weights.sum())
+        self.weights = Mix(p.weight or 1.0 for p in programs)
         self.arrivals_s = arrivals_s
         self.log = log
         self.spec = spec
@@ -85,10 +85,7 @@ class Driver:
     def _program(self, number: int) -> Program:
         if self.sequence:
             return self.sequence[number % len(self.sequence)]
-        if len(self.programs) == 1:
-            return self.programs[0]
-        index = int(np.searchsorted(self.cumulative, self.mix.random(), side="right"))
-        return self.programs[min(index, len(self.programs) - 1)]
+        return self.programs[self.weights.pick(self.mix)]
 
     def orchestration(self, number: int, measured: bool):
         env = self.env
