@@ -23,20 +23,6 @@ def load_scenario(
     return scenarios.load(name_or_path, extra)
 
 
-def progress(items: list, label: str):
-    """A progress bar on stderr while iterating `items`, when stderr is a terminal; nothing
-    when it is piped or redirected."""
-    import sys
-
-    import click
-
-    if not sys.stderr.isatty():
-        yield from items
-        return
-    with click.progressbar(items, label=label, file=sys.stderr, show_pos=True) as bar:
-        yield from bar
-
-
 @contextmanager
 def progress_bar(length: int, label: str):
     """A progress bar on stderr when it is a terminal; yields the function that advances it."""

@@ -187,10 +187,14 @@ def run(scenario, overrides, seed, replications, as_json, trace_out, timeline, t
     result = api.run(s)
     out = result.to_dict()
     verdict = result.past_saturation
-    if trace_out or timeline or trace_events:
-        _write_replication_zero(s, trace_out, timeline, trace_events)
+    traces, timelines = [p for p in [trace_out] if p], [p for p in [timeline] if p]
     if folder is not None:
-        _save(folder, s, result)
+        _save(folder, s, result.rows(), out)
+        traces.append(str(folder / "trace.jsonl"))
+        timelines.append(str(folder / "timeline.png"))
+    if traces or timelines or trace_events:
+        # replication 0 simulated once, for the run folder and for what was asked besides
+        _write_replication_zero(s, traces, timelines, trace_events)
     if as_json:
         click.echo(json.dumps(out, indent=2))
     else:
@@ -210,44 +214,49 @@ def _run_folder(save: str | None) -> Path | None:
     return folder
 
 
-def _save(folder: Path, s: Scenario, result) -> None:
+def _resolved(s: Scenario) -> str:
+    """The scenario as TOML, every value resolved, under a line naming what resolved it."""
+    digest = provenance(s)["scenario_digest"]
+    header = f"# {s.name}, resolved by durosim {__version__} (scenario digest {digest})\n"
+    return header + dump_toml(to_table(s))
+
+
+def _save(folder: Path, s: Scenario, rows: list[dict], out: dict) -> None:
+    """The run folder's scenario and results (replication 0's files are written by run)."""
     import csv
 
     folder.mkdir(exist_ok=True)
-    digest = result.to_dict()["provenance"]["scenario_digest"]
-    (folder / "scenario.toml").write_text(
-        f"# {s.name}, resolved by durosim {__version__} (scenario digest {digest})\n"
-        + dump_toml(to_table(s)),
-        encoding="utf-8",
-    )
-    (folder / "results.json").write_text(json.dumps(result.to_dict(), indent=2), "utf-8")
-    rows = result.rows()
+    (folder / "scenario.toml").write_text(_resolved(s), encoding="utf-8")
+    (folder / "results.json").write_text(json.dumps(out, indent=2), "utf-8")
     with open(folder / "results.csv", "w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    _write_replication_zero(s, str(folder / "trace.jsonl"), str(folder / "timeline.png"), None)
 
 
-def _write_replication_zero(s: Scenario, trace_out, timeline, trace_events) -> None:
+def _write_replication_zero(
+    s: Scenario, traces: list[str], timelines: list[str], trace_events: str | None
+) -> None:
     result = simulate(s, 0, keep_records=True)
-    if timeline:
+    if timelines:
         from durosim.plots.timeline import timeline as draw
 
         first = next((r for r in result.records if r.get("type") == "orchestration"
                       and not r["warmup"] and "status" not in r), None)  # fmt: skip
         if first is None:
             raise InputError(
-                f"--timeline {timeline}: no measured orchestration completed in replication 0; "
-                "nothing to draw"
+                f"--timeline {timelines[0]}: no measured orchestration completed in replication "
+                "0; nothing to draw"
             )
-        save_figure(draw(result.records, first["instance"]), timeline)
+        figure = draw(result.records, first["instance"])
+        for path in timelines:
+            save_figure(figure, path)
     if trace_events:
         from durosim.experiments.chrome_trace import chrome_trace
 
         write_text(trace_events, json.dumps(chrome_trace(result.records)))
-    if trace_out:
-        _write_simulated_trace(s, result, trace_out)
+    for path in traces:
+        _write_simulated_trace(s, result, path)
 
 
 def _write_simulated_trace(s: Scenario, result, path: str) -> None:
@@ -296,10 +305,7 @@ def scenarios(as_json):
 def show(scenario, overrides):
     """Print SCENARIO resolved: every value, the defaults included, as TOML that loads back to
     the same scenario."""
-    s = load_scenario(scenario, overrides)
-    digest = provenance(s)["scenario_digest"]
-    click.echo(f"# {s.name}, resolved by durosim {__version__} (scenario digest {digest})")
-    click.echo(dump_toml(to_table(s)), nl=False)
+    click.echo(_resolved(load_scenario(scenario, overrides)), nl=False)
 
 
 INIT_HEADER = """# {name}: a durosim scenario. Every key is here with duroxide's default; the ones

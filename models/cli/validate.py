@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from durosim.cli.common import progress
+from durosim.cli.common import progress_bar
 from durosim.cli.paths import figure_path, output_path, save_figure, write_text
 from durosim.evidence.trace_format import read_trace
 from durosim.sim.errors import InputError, Interrupted
@@ -106,10 +106,12 @@ def validate(traces, base, replications, tolerances, infer, as_json, report, plo
     loaded = []
     interrupted = False
     try:
-        for path in progress(paths, "validating"):
-            trace = read_trace(path)
-            results.append(compare(trace, base, replications, limits, infer == "rtt"))
-            loaded.append(trace)
+        with progress_bar(len(paths), "validating") as advance:
+            for path in paths:
+                trace = read_trace(path)
+                results.append(compare(trace, base, replications, limits, infer == "rtt"))
+                loaded.append(trace)
+                advance()
     except KeyboardInterrupt:
         # keep what finished: report it below, then exit 130
         interrupted = True
