@@ -139,14 +139,22 @@ def capacity(
     replications: int = 3,
     duration_s: float = 60.0,
     warmup_s: float = 10.0,
+    min_rate: float | None = None,
+    max_rate: float = 5000.0,
+    on_point=None,
+    values: dict | None = None,
 ) -> Rows:
-    """The highest open-loop arrival rate within `slo` ("p95<2s", "order:p95<10s"); rows are
-    the rates tried."""
+    """The highest open-loop arrival rate within `slo` ("p95<2s", "order:p95<10s"), searched
+    from `min_rate` to `max_rate`; rows are the rates tried, `on_point` sees each as it
+    finishes; `values` names what `durosim capacity --vary` set."""
     objective = parse_slo(slo)
     check_objective(objective, scenario)
-    result = find_capacity(scenario, objective, replications, duration_s, warmup_s)
+    result = find_capacity(
+        scenario, objective, replications, duration_s, warmup_s, min_rate, max_rate,
+        on_point=on_point,
+    )  # fmt: skip
     result["slo_limit_ms"] = objective.limit_ms
-    result["values"] = {}
+    result["values"] = values or {}
     result["provenance"] = provenance(replace(scenario, replications=replications))
     return Rows(result, _flat_rows(result["points"]))
 

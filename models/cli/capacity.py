@@ -5,16 +5,14 @@ from __future__ import annotations
 import itertools
 import json
 import sys
-from dataclasses import replace
 
 import click
 
+from durosim import api
 from durosim.cli.common import load_scenario
 from durosim.cli.params import Finite, PositiveFinite
 from durosim.cli.paths import figure_path, save_figure
-from durosim.experiments.capacity import capacity as find_capacity
 from durosim.experiments.capacity import check_objective, parse_slo
-from durosim.experiments.provenance import provenance
 from durosim.sim.config import ConfigError, parse_override, toml_value
 from durosim.sim.errors import InputError, Interrupted
 
@@ -109,13 +107,12 @@ def capacity(scenario, slo, varies, overrides, replications, duration_s, warmup_
     for combo in combos:
         extra = tuple(f"{key}={toml_value(v)}" for (key, _), v in zip(axes, combo))
         s = load_scenario(scenario, base_overrides + extra, None, None)
-        result = find_capacity(
-            s, objective, replications, duration_s, warmup_s, min_rate, max_rate,
+        result = api.capacity(
+            s, slo, replications=replications, duration_s=duration_s, warmup_s=warmup_s,
+            min_rate=min_rate, max_rate=max_rate,
             on_point=_show_point if sys.stderr.isatty() else None,
-        )  # fmt: skip
-        result["slo_limit_ms"] = objective.limit_ms
-        result["values"] = {key: v for (key, _), v in zip(axes, combo)}
-        result["provenance"] = provenance(replace(s, replications=replications))
+            values={key: v for (key, _), v in zip(axes, combo)},
+        ).to_dict()  # fmt: skip
         results.append(result)
         if result.get("interrupted"):
             plot = heatmap = None  # a partial search: no figures
@@ -154,9 +151,7 @@ def _print(results: list[dict], objective) -> None:
             continue
         if r["max_rate_per_s"] is None:
             lowest = r["points"][0]
-            latency = lowest["latency_ms"]
-            if objective.workflow and "workflows" in lowest:
-                latency = lowest["workflows"].get(objective.workflow, {}).get("latency_ms", latency)
+            latency = _latency(lowest, objective)
             seen = (
                 f"p50 {latency['p50']:.0f} ms, p95 {latency['p95']:.0f} ms"
                 if latency.get("p50") is not None
@@ -168,9 +163,7 @@ def _print(results: list[dict], objective) -> None:
             )
             continue
         at = r["at_max"]
-        latency = at["latency_ms"]
-        if objective.workflow:
-            latency = at["workflows"][objective.workflow]["latency_ms"]
+        latency = _latency(at, objective)
         of = f" of {objective.workflow}" if objective.workflow else ""
         click.echo(
             f"highest rate within {r['slo']}: {r['max_rate_per_s']:.4g}/s "
@@ -192,6 +185,15 @@ def _print(results: list[dict], objective) -> None:
                 f"at {beyond['rate_per_s']:.4g}/s, the lowest rate that misses it, the work waits "
                 f"for {beyond['waits_for']}"
             )
+
+
+def _latency(point: dict, objective) -> dict:
+    """The latencies the objective is about at a tried rate: its workflow's, or all."""
+    if objective.workflow:
+        row = point.get("workflows", {}).get(objective.workflow)
+        if row is not None:
+            return row["latency_ms"]
+    return point["latency_ms"]
 
 
 def _show_point(point: dict) -> None:
