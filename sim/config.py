@@ -25,7 +25,7 @@ import typing
 from pathlib import Path
 
 from durosim.sim.dist import Dist, DistError, dist_from_toml
-from durosim.sim.errors import InputError
+from durosim.sim.errors import InputError, read_input
 
 
 class ConfigError(InputError):
@@ -198,17 +198,15 @@ def _to_toml(name: str, value: object) -> dict:
 
 
 def read_toml(path: str | Path) -> dict:
+    data = read_input(path, "a .toml file", ConfigError, limit_mb=16)
     try:
-        with open(path, "rb") as handle:
-            return tomllib.load(handle)
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{path}: is a directory, expected a .toml file") from None
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"{path}: not valid TOML ({err})") from None
+        return tomllib.loads(data.decode("utf-8"))
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not UTF-8 text; a scenario is a TOML file") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path}: not valid TOML ({err})") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: not valid TOML (nested too deeply)") from None
 
 
 def dump_toml(table: dict) -> str:

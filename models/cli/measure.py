@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import click
@@ -10,14 +11,16 @@ import click
 from durosim.cli.paths import output_path, write_atomically, write_text
 from durosim.evidence.calibrate import CalibrationError, Fit, fit, from_trace, merge, scenario_toml
 from durosim.evidence.conditions import conditions
-from durosim.evidence.ingest import LogData, read_logs
+from durosim.evidence.ingest import IngestError, LogData, read_logs
 from durosim.evidence.trace_format import FORMAT, read_trace, write_trace
 
 
 def _is_trace(path: str) -> bool:
+    if not os.path.isfile(path):
+        return False  # the log reader says why it cannot be read
     try:
         with open(path, encoding="utf-8", errors="replace") as handle:
-            first = handle.readline()
+            first = handle.readline(65536)
     except OSError:
         return False
     return f'"{FORMAT}"' in first
@@ -77,6 +80,11 @@ def ingest(logs, out, as_json):
     except CalibrationError:
         result = None
     calls = data.calls
+    if not calls:
+        raise IngestError(
+            f"{', '.join(data.paths)}: no statement with a timestamp, so no call records to "
+            "write; `durosim calibrate` reads the files directly"
+        )
     source = f"durosim ingest of {', '.join(Path(p).name for p in data.paths)}"
     write_atomically(out, lambda scratch: write_trace(scratch, source, _conditions(result), calls))
     if as_json:
@@ -97,11 +105,6 @@ def ingest(logs, out, as_json):
         f"{len(data.statements)} statements, {len(data.provider_calls)} provider-call "
         f"lines; wrote {len(calls)} call records to {out}"
     )
-    if not calls:
-        click.echo(
-            "no statement had a timestamp: the trace has no call records; use "
-            "`durosim calibrate` on the files directly"
-        )
 
 
 @click.command()
@@ -135,11 +138,10 @@ def calibrate(inputs, out, as_json):
     if result.provider_call_ms:
         click.echo("whole provider calls, measured p50 vs 2 x RTT + server p50 (the pool's ping):")
         for op, (measured, predicted) in sorted(result.provider_call_ms.items()):
-            click.echo(
-                f"  {op:<32}{measured:8.2f}  {predicted:8.2f}  "
-                f"({(predicted - measured) / measured * 100:+.1f}%)"
-            )
-        click.echo(f"pool round trips besides the statement: {result.ping_round_trips:.2f} RTT")
+            change = f"({(predicted - measured) / measured * 100:+.1f}%)" if measured > 0 else ""
+            click.echo(f"  {op:<32}{measured:8.2f}  {predicted:8.2f}  {change}")
+        if result.ping_round_trips is not None:
+            click.echo(f"pool round trips besides the statement: {result.ping_round_trips:.2f} RTT")
     click.echo(
         f"statements with a second round trip (first use on a connection): "
         f"{result.second_round_trip_share * 100:.1f}%"

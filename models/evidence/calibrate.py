@@ -16,11 +16,13 @@ pool's round trips, the activity run time and the dispatcher slots.
 
 from __future__ import annotations
 
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from durosim.evidence.ingest import FETCHES, LogData, ProviderCall, Statement, match_provider_calls
 from durosim.evidence.trace_format import Trace
+from durosim.model.scenario import load_table
 from durosim.sim.errors import InputError
 from durosim.sim.stats import percentile
 
@@ -208,7 +210,19 @@ def _dist(p50_ms: float, p99_ms: float) -> str:
 
 
 def scenario_toml(result: Fit, base_name: str = "calibrated") -> str:
-    """A scenario file whose values say where they came from."""
+    """A scenario file whose values say where they came from; CalibrationError when the fit is
+    not a scenario durosim accepts (every value passes the loader's checks)."""
+    text = _scenario_text(result, base_name)
+    try:
+        load_table(tomllib.loads(text))
+    except InputError as err:
+        raise CalibrationError(
+            f"{', '.join(result.sources)}: the fitted values are not a usable scenario ({err})"
+        ) from None
+    return text
+
+
+def _scenario_text(result: Fit, base_name: str) -> str:
     sources = ", ".join(Path(p).name for p in result.sources)
     lines = [
         f"# Calibrated by `durosim calibrate` from {sources}.",

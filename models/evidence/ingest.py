@@ -19,15 +19,15 @@ reason, never fatal.
 from __future__ import annotations
 
 import csv
-import io
 import json
+import math
 import re
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from durosim.sim.errors import InputError
+from durosim.sim.errors import InputError, read_input
 
 # stored procedure -> provider operation
 PROCEDURES = {
@@ -42,14 +42,16 @@ PROCEDURES = {
 }
 FETCHES = ("fetch_orchestration_item", "fetch_work_item")
 _PROCEDURE = re.compile(r"\b(" + "|".join(sorted(PROCEDURES, key=len, reverse=True)) + r")\b")
-_DURATION = re.compile(r"^([0-9.]+)(ns|µs|us|ms|s)$")
+_DURATION = re.compile(r"^(\d+(?:\.\d*)?|\.\d+)(ns|µs|us|ms|s)$")
 _UNITS_MS = {"ns": 1e-6, "µs": 1e-3, "us": 1e-3, "ms": 1.0, "s": 1000.0}
 _PAIR = re.compile(r'([\w.]+)=("(?:[^"\\]|\\.)*"|\S+)')
 _TEXT_LINE = re.compile(
     r"^\s*(?P<ts>\d{4}-\d\d-\d\dT\S+)?\s*(?P<level>TRACE|DEBUG|INFO|WARN|ERROR)\s+(?P<rest>.*)$"
 )
-_BARE_ELAPSED = re.compile(r"elapsed=([0-9.]+(?:ns|µs|us|ms|s))\b")
-_SLOT = re.compile(r"^(orch|work)-(\d+)-")
+_BARE_ELAPSED = re.compile(r"elapsed=((?:\d+(?:\.\d*)?|\.\d+)(?:ns|µs|us|ms|s))(?![\w.])")
+_SLOT = re.compile(r"^(orch|work)-(\d{1,4})-")
+# A duration above this (an hour) is not a provider call or an activity: the line is skipped.
+MAX_DURATION_MS = 3_600_000.0
 _SCHEMA_STATEMENTS = ("CREATE", "ALTER", "DROP", "DO ", "COMMENT", "GRANT", "INSERT INTO _")
 
 
@@ -145,14 +147,21 @@ def match_provider_calls(statements: list[Statement], calls: list[ProviderCall])
 
 
 def parse_duration_ms(text: str) -> float | None:
+    """A tracing duration ("153.7ms", "2.1s") in ms; None unless it is one, finite and at most
+    MAX_DURATION_MS."""
     match = _DURATION.match(text.strip().strip('"'))
     if not match:
         return None
-    return float(match.group(1)) * _UNITS_MS[match.group(2)]
+    return _duration(float(match.group(1)) * _UNITS_MS[match.group(2)])
 
 
-def _timestamp(text: str | None) -> float | None:
-    if not text:
+def _duration(ms: float | None) -> float | None:
+    return ms if ms is not None and 0.0 <= ms <= MAX_DURATION_MS else None
+
+
+def _timestamp(text: object) -> float | None:
+    """An RFC 3339 timestamp in seconds since the epoch; None for anything else."""
+    if not isinstance(text, str) or not text.strip():
         return None
     text = text.strip()
     if text.endswith("Z"):
@@ -161,21 +170,27 @@ def _timestamp(text: str | None) -> float | None:
     text = re.sub(r"(\.\d{6})\d+", r"\1", text)
     try:
         return datetime.fromisoformat(text).timestamp()
-    except ValueError:
+    except (ValueError, OverflowError, OSError):
         return None
 
 
 def _number(value: object) -> float | None:
+    """A finite number from a JSON value or a string; None for anything else."""
     if isinstance(value, bool):
         return None
     if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str):
         try:
-            return float(value.strip('"'))
+            number = float(value)
+        except OverflowError:
+            return None
+    elif isinstance(value, str):
+        try:
+            number = float(value.strip('"'))
         except ValueError:
             return None
-    return None
+    else:
+        return None
+    return number if math.isfinite(number) else None
 
 
 def _event(data: LogData, target: str, fields: dict, end_s: float | None) -> str | None:
@@ -190,9 +205,9 @@ def _event(data: LogData, target: str, fields: dict, end_s: float | None) -> str
         elapsed = fields.get("elapsed")
         elapsed_ms = parse_duration_ms(str(elapsed)) if elapsed is not None else None
         if elapsed_ms is None and _number(fields.get("elapsed_secs")) is not None:
-            elapsed_ms = _number(fields["elapsed_secs"]) * 1000.0
+            elapsed_ms = _duration(_number(fields["elapsed_secs"]) * 1000.0)
         if elapsed_ms is None:
-            return "statement without elapsed"
+            return "statement without a usable elapsed"
         op = PROCEDURES[match.group(1)]
         if "fetch_history_with_execution" in summary:
             return "statement of no provider operation"
@@ -202,9 +217,9 @@ def _event(data: LogData, target: str, fields: dict, end_s: float | None) -> str
     message = str(fields.get("message", ""))
     if target.startswith("duroxide_pg") and "duration_ms" in fields:
         op = PROCEDURES.get(str(fields.get("operation", "")).strip('"'))
-        duration = _number(fields.get("duration_ms"))
+        duration = _duration(_number(fields.get("duration_ms")))
         if op is None or duration is None:
-            return "provider line without operation or duration"
+            return "provider line without operation or usable duration"
         instance = str(fields.get("instance_id", "")).strip('"')
         data.provider_calls.append(ProviderCall(op, duration, end_s, instance))
         return None
@@ -214,12 +229,12 @@ def _event(data: LogData, target: str, fields: dict, end_s: float | None) -> str
         if slot:
             data.slots[slot.group(1)].add(int(slot.group(2)))
         if message == "Activity completed":
-            duration = _number(fields.get("duration_ms"))
+            duration = _duration(_number(fields.get("duration_ms")))
             if duration is not None:
                 data.activities_ms.append(duration)
             data.activities_per_instance[str(fields.get("instance_id", "")).strip('"')] += 1
             return None
-        version = re.search(r"duroxide runtime \(([\d.]+)\)", message)
+        version = re.search(r"duroxide runtime \((\d{1,6}(?:\.\d{1,6}){0,3})\)", message)
         if version:
             data.core_version = version.group(1)
             return None
@@ -230,7 +245,9 @@ def _event(data: LogData, target: str, fields: dict, end_s: float | None) -> str
 def _json_line(data: LogData, line: str) -> str | None:
     try:
         obj = json.loads(line)
-    except json.JSONDecodeError:
+    except RecursionError:
+        return "JSON nested too deeply"
+    except ValueError:  # not JSON, or an integer of more than 4,300 digits
         return "not JSON"
     if not isinstance(obj, dict) or not isinstance(obj.get("fields"), dict):
         return "JSON without fields"
@@ -273,29 +290,41 @@ def _timing_table(data: LogData, text: str) -> bool:
     ]
     if not rows:
         return False
+    if len(rows[0]) > 4096:  # no export's header is this long
+        return False
     delimiter = "|" if "|" in rows[0] else ","
-    reader = csv.reader(io.StringIO("\n".join(rows)), delimiter=delimiter)
-    header = [h.strip().lower() for h in next(reader)]
+    header = [h.strip().lower() for h in next(csv.reader([rows[0]], delimiter=delimiter))]
     name = next((h for h in _TIMING_NAME if h in header), None)
     mean_col = next((h for h in _TIMING_MEAN if h in header), None)
     if name is None or mean_col is None:
         return False
-    for cells in reader:
+    for line in rows[1:]:
         data.lines += 1
+        try:
+            cells = next(csv.reader([line], delimiter=delimiter))
+        except csv.Error:
+            data.skipped["timing row that is not CSV"] += 1
+            continue
         row = dict(zip(header, (c.strip() for c in cells)))
         procedure = _PROCEDURE.search(row.get(name, ""))
-        mean_ms = _number(row.get(mean_col))
-        if procedure is None or mean_ms is None:
+        mean_ms = _duration(_number(row.get(mean_col)))
+        if procedure is None:
             data.skipped["timing row of no provider operation"] += 1
             continue
+        calls = _number(row.get("calls", "0"))
+        if mean_ms is None or calls is None or calls < 0 or calls != int(calls):
+            data.skipped["timing row without a usable mean or call count"] += 1
+            continue
         op = PROCEDURES[procedure.group(1)]
-        calls = int(_number(row.get("calls")) or 0)
+        calls = int(calls)
         previous = data.timings.get(op)
         if previous is not None:  # several statements of one procedure: weight by calls
             total = previous.calls + calls
             mean_ms = (previous.mean_ms * previous.calls + mean_ms * calls) / max(total, 1)
             calls = total
-        data.timings[op] = ProcedureTiming(op, calls, mean_ms, _number(row.get("p95_ms")))
+        data.timings[op] = ProcedureTiming(
+            op, calls, mean_ms, _duration(_number(row.get("p95_ms")))
+        )
         data.used += 1
     return True
 
@@ -303,14 +332,10 @@ def _timing_table(data: LogData, text: str) -> bool:
 def read_logs(paths: list[str | Path]) -> LogData:
     data = LogData()
     for path in paths:
-        try:
-            text = Path(path).read_text(encoding="utf-8", errors="replace")
-        except FileNotFoundError:
-            raise IngestError(f"{path}: no such file") from None
-        except IsADirectoryError:
-            raise IngestError(f"{path}: is a directory, expected a log file") from None
+        raw = read_input(path, "a duroxide log or timing export", IngestError)
+        text = raw.decode("utf-8", errors="replace")
         data.paths.append(str(path))
-        before = data.used
+        before, seen = data.used, data.skipped.copy()
         if not _timing_table(data, text):
             for line in text.splitlines():
                 if not line.strip():
@@ -326,9 +351,11 @@ def read_logs(paths: list[str | Path]) -> LogData:
                 else:
                     data.skipped[reason] += 1
         if data.used == before:
+            reasons = "; ".join(f"{n} {why}" for why, n in (data.skipped - seen).most_common(3))
             raise IngestError(
                 f"{path}: nothing durosim can use (no sqlx statements, provider calls, runtime "
                 "events or procedure timings); expected a duroxide log or a timing export"
+                + (f"; lines skipped: {reasons}" if reasons else "")
             )
     return data
 

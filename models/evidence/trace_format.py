@@ -22,7 +22,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from durosim.sim.errors import InputError
+from durosim.sim.errors import InputError, read_input
 
 FORMAT = "durosim-trace/1"
 
@@ -101,13 +101,9 @@ def _number(record: dict, key: str, where: str, whole: bool = False) -> float:
 
 def read_trace(path: str | Path) -> Trace:
     path = str(path)
+    raw = read_input(path, f"a {FORMAT} file", TraceError)
     try:
-        with open(path, encoding="utf-8") as handle:
-            lines = handle.read().splitlines()
-    except FileNotFoundError:
-        raise TraceError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise TraceError(f"{path}: is a directory, expected a {FORMAT} file") from None
+        lines = raw.decode("utf-8").splitlines()
     except UnicodeDecodeError:
         raise TraceError(f"{path}: not UTF-8 text; expected a {FORMAT} JSON Lines file") from None
     rows = [(n, line) for n, line in enumerate(lines, 1) if line.strip()]
@@ -161,9 +157,7 @@ def read_trace(path: str | Path) -> Trace:
         elif kind == "call":
             start = _number(record, "start_ms", where)
             end = _number(record, "end_ms", where)
-            call_ms = record.get("call_ms")
-            if isinstance(call_ms, bool) or not isinstance(call_ms, int | float):
-                call_ms = None
+            call_ms = None if record.get("call_ms") is None else _number(record, "call_ms", where)
             trace.calls.append(
                 Call(
                     str(record.get("op", "")), str(record.get("instance", "")), start, end, call_ms
@@ -179,6 +173,10 @@ def _json(line: str, where: str) -> object:
         return json.loads(line)
     except json.JSONDecodeError as err:
         raise TraceError(f"{where}: not valid JSON ({err.msg} at column {err.colno})") from None
+    except RecursionError:
+        raise TraceError(f"{where}: not a trace record (JSON nested too deeply)") from None
+    except ValueError as err:  # an integer of more than 4,300 digits
+        raise TraceError(f"{where}: not a trace record ({err})") from None
 
 
 def write_trace(path: str | Path, source: str, conditions: dict, records: list[dict]) -> None:

@@ -304,7 +304,8 @@ def scenario_path(name_or_path: str | Path) -> Path:
     if name in found and path.parent == Path("."):
         return found[name]
     if path.exists():
-        raise ConfigError(f"{path}: is a directory, expected a .toml file")
+        read_toml(path)  # says why it is not a file that can be read
+        raise ConfigError(f"{path}: is not a regular file, expected a .toml file")
     raise ConfigError(
         f"{name_or_path}: no such file or shipped scenario; shipped: {', '.join(found)}"
     )
