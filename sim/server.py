@@ -26,7 +26,7 @@ class DbServer:
             raise ValueError("a server needs at least one core")
         self.cores = cores
         self.cost = dict(cost)
-        self._free_at = [0.0] * cores
+        self._free_at: list[float] = []  # the used cores' next free times; the rest are free
         self._samplers: dict[str, Callable[[], float]] = {
             op: dist.sampler(rng) for op, dist in self.cost.items()
         }
@@ -37,9 +37,13 @@ class DbServer:
     def admit(self, op: str, arrival_s: float) -> float:
         """Queue one statement arriving at `arrival_s`; return when it finishes."""
         service = self._samplers.get(op, self._zero)()
-        free = heapq.heappop(self._free_at)
-        finish = (free if free > arrival_s else arrival_s) + service
-        heapq.heappush(self._free_at, finish)
+        if len(self._free_at) < self.cores:
+            finish = arrival_s + service
+            heapq.heappush(self._free_at, finish)
+        else:
+            free = self._free_at[0]
+            finish = (free if free > arrival_s else arrival_s) + service
+            heapq.heapreplace(self._free_at, finish)
         self.busy_s += service
         self.statements += 1
         return finish

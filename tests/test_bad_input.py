@@ -1,6 +1,7 @@
 """No number that is not finite is accepted anywhere: the scenario loader, distributions,
 what-ifs and the commands' numeric options refuse nan and infinity with one line."""
 
+import json
 import math
 
 import pytest
@@ -230,3 +231,18 @@ def test_input_that_once_gave_wrong_results_is_refused(args, message, tmp_path, 
     assert result.exit_code == 2, result.output
     assert message in result.output and len(result.output.strip().splitlines()) == 1
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_billion_database_cores_cost_no_memory_and_serve_as_ample_cores(tmp_path):
+    """The server keeps free times for the cores in use only: a billion cores once exhausted
+    memory; it must give what any number of cores beyond the callers gives."""
+    results = []
+    for cores in ("1000000000", "1000"):
+        result = CliRunner().invoke(
+            main, ["run", "lab", "--set", f"database.cores={cores}", "--replications", "1",
+                   "--set", "workload.count=5", "--json"],
+        )  # fmt: skip
+        assert result.exit_code == 0, result.output
+        data = json.loads(result.output)
+        results.append((data["throughput_per_s"], data["latency_ms"], data["completed"]))
+    assert results[0] == results[1]

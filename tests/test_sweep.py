@@ -179,6 +179,42 @@ def test_another_sweeps_csv_is_not_mixed_in(baseline, sweep_cli, tmp_path):
     assert "holds rows for another scenario" in result.stderr
 
 
+def _junk_point(row: list[str]) -> list[str]:
+    return ["999"] + row[1:]
+
+
+def _junk_metric(row: list[str]) -> list[str]:
+    return row[:2] + ["abc"] + row[3:]
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda rows: rows + [rows[1]], "a second row for the same grid point"),
+        (lambda rows: rows[:1] + [_junk_point(rows[1])] + rows[2:],
+         "network.rtt_ms=999, runtime_options.worker_concurrency=2, which is not a point"),
+        (lambda rows: rows[:1] + [_junk_metric(rows[1])] + rows[2:],
+         "latency_mean_ms = 'abc' is not a number"),
+        (lambda rows: rows[:1] + [rows[1][:-3]] + rows[2:], "cells where this sweep writes"),
+    ],
+)  # fmt: skip
+def test_a_resumed_sweep_keeps_no_row_it_cannot_vouch_for(baseline, sweep_cli, tmp_path, edit,
+                                                          message):  # fmt: skip
+    """Rows with this sweep's config digest that it would not have written (an edited file) are
+    an error naming the line, and the file is left as it was."""
+    with open(baseline[0], newline="") as handle:
+        rows = list(csv.reader(handle))
+    out = tmp_path / "edited.csv"
+    with open(out, "w", newline="") as handle:
+        csv.writer(handle).writerows(edit(rows))
+    before = out.read_bytes()
+    result = sweep_cli(out)
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr and f"{out}:" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert out.read_bytes() == before
+
+
 def test_a_missing_dask_says_how_to_install_it(sweep_cli, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "distributed", None)
     result = sweep_cli(tmp_path / "x.csv", "--executor", "dask", "--scheduler", "tcp://h:1")

@@ -265,9 +265,13 @@ def run_point(index: int, cells: dict[str, str], scenario: Scenario, digest: str
 # The CSV: resume, append, order.
 
 
-def read_existing(path: Path, header: list[str], digest: str) -> list[list[str]]:
+def read_existing(
+    path: Path, header: list[str], digest: str, points: list[Point]
+) -> list[list[str]]:
     """The complete rows of an earlier run of this sweep at `path` (none if it is new). A last line
-    cut off by an interruption is dropped; other columns or another baseline are an error."""
+    cut off by an interruption is dropped; other columns, another baseline, or a row this sweep
+    would not have written (a point outside the grid or twice, a metric that is not a number)
+    are an error, so a resumed sweep never carries a row it cannot vouch for."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -288,15 +292,53 @@ def read_existing(path: Path, header: list[str], digest: str) -> list[list[str]]
             else "other columns than this sweep writes"
         )
         raise SweepError(f"{path}: holds {what}; use another --out")
-    rows = [row for row in lines[1:] if len(row) == len(header)]
+    rows = lines[1:]
     at = header.index("config_digest")
-    other = {row[at] for row in rows} - {digest}
+    other = {row[at] for row in rows if len(row) == len(header)} - {digest}
     if other:
         raise SweepError(
             f"{path}: holds rows for another scenario, --set or --replications (config digest "
             f"{sorted(other)[0]}, this sweep's is {digest}); use another --out"
         )
+    _check_rows(path, header, rows, points)
     return rows
+
+
+def _check_rows(path: Path, header: list[str], rows: list[list[str]], points: list[Point]):
+    keys = header[: header.index(METRICS[0])]
+    wanted = {point_key(p) for p in points}
+    seen: set[tuple] = set()
+    for line, row in enumerate(rows, 2):
+        where = f"{path}:{line}"
+        if len(row) != len(header):
+            raise SweepError(
+                f"{where}: {len(row)} cells where this sweep writes {len(header)}; the file was "
+                "edited or is another sweep's: use another --out"
+            )
+        point = tuple(_cell_key(cell) for cell in row[: len(keys)])
+        if point not in wanted:
+            described = ", ".join(f"{k}={c}" for k, c in zip(keys, row))
+            raise SweepError(
+                f"{where}: a row for {described}, which is not a point of this grid; add it to "
+                "--grid or use another --out"
+            )
+        if point in seen:
+            raise SweepError(f"{where}: a second row for the same grid point; use another --out")
+        seen.add(point)
+        for column, cell in zip(header[len(keys) :], row[len(keys) :]):
+            if column != "config_digest" and cell and not _is_metric(cell):
+                raise SweepError(
+                    f"{where}: {column} = {cell!r} is not a number this sweep writes; the file "
+                    "was edited: use another --out"
+                )
+
+
+def _is_metric(cell: str) -> bool:
+    try:
+        value = float(cell)
+    except ValueError:
+        return False
+    return math.isfinite(value) and value >= 0
 
 
 def _write_all(path: Path, header: list[str], rows: list[list[str]]) -> None:
@@ -357,7 +399,7 @@ def run_sweep(
     # The first point alone first: a bad key is named before the CSV is looked at.
     first = [(0, overrides + point_overrides(grid, points[0]))]
     _raise_first(load_points(table, source, first), keys, points)
-    existing = read_existing(out, header, digest)
+    existing = read_existing(out, header, digest, points)
     done = {tuple(_cell_key(cell) for cell in row[: len(keys)]) for row in existing}
     todo = [(i, p) for i, p in enumerate(points) if point_key(p) not in done]
 
@@ -386,8 +428,8 @@ def run_sweep(
                 on_row(row)
 
     order = {point_key(p): i for i, p in enumerate(points)}
-    rows = read_existing(out, header, digest)
-    rows.sort(key=lambda r: order.get(tuple(_cell_key(c) for c in r[: len(keys)]), len(order)))
+    rows = read_existing(out, header, digest, points)
+    rows.sort(key=lambda r: order[tuple(_cell_key(c) for c in r[: len(keys)])])
     _write_all(out, header, rows)
     return SweepResult(
         points=len(points),
