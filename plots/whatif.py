@@ -3,6 +3,8 @@ never simulating."""
 
 from __future__ import annotations
 
+import math
+
 from matplotlib.figure import Figure
 
 PART_COLOURS = {
@@ -17,15 +19,24 @@ PART_COLOURS = {
 }
 
 
+def _half_widths(rows: list[dict], stat: str) -> list[float]:
+    """Each row's 95% CI half-width of a latency statistic; NaN (no error bar) where there is
+    none, as with one replication or no completions."""
+    return [math.nan if (ci := r.get("latency_ci_ms", {}).get(stat)) is None else ci for r in rows]
+
+
 def options_side_by_side(result: dict) -> Figure:
-    """Latency (p50 bars with p95 and p99 marks) and throughput per option, one scenario."""
+    """Latency (p50 bars with their 95% confidence intervals, p95 and p99 marks) and throughput
+    per option, one scenario."""
     rows = result["rows"]
     names = [r["option"] for r in rows]
     figure = Figure(figsize=(max(6.0, 0.9 * len(rows) + 3), 6.5), layout="constrained")
     top, bottom = figure.subplots(2, 1, sharex=True)
     xs = range(len(rows))
     p50 = [r["latency_ms"]["p50"] or 0 for r in rows]
-    top.bar(xs, p50, color="#4c72b0", label="p50")
+    # grey error bars, so that their caps do not read as the black p95 marks
+    top.bar(xs, p50, yerr=_half_widths(rows, "p50"), color="#4c72b0", capsize=3,
+            error_kw={"ecolor": "0.45", "lw": 1}, label="p50 (95% CI)")  # fmt: skip
     top.scatter(xs, [r["latency_ms"]["p95"] or 0 for r in rows], color="k", marker="_", s=300,
                 label="p95", zorder=3)  # fmt: skip
     top.scatter(xs, [r["latency_ms"]["p99"] or 0 for r in rows], color="#c44e52", marker="_",
@@ -44,7 +55,8 @@ def options_side_by_side(result: dict) -> Figure:
 
 
 def breakdown_bars(result: dict) -> Figure:
-    """Where the time goes: the mean critical path per option, stacked by part."""
+    """Where the time goes: the mean critical path per option, stacked by part, with the 95%
+    confidence interval of the mean latency (the parts add up to it) on top."""
     rows = result["rows"]
     figure = Figure(figsize=(max(6.0, 0.9 * len(rows) + 3), 4.5), layout="constrained")
     ax = figure.subplots()
@@ -53,6 +65,8 @@ def breakdown_bars(result: dict) -> Figure:
         values = [r["breakdown_ms"].get(part, 0.0) for r in rows]
         ax.bar(range(len(rows)), values, bottom=bottoms, color=colour, label=part)
         bottoms = [b + v for b, v in zip(bottoms, values)]
+    ax.errorbar(range(len(rows)), bottoms, yerr=_half_widths(rows, "mean"), fmt="none",
+                ecolor="k", capsize=3, label="mean (95% CI)")  # fmt: skip
     ax.set_xticks(range(len(rows)), [r["option"] for r in rows], rotation=30, ha="right",
                   fontsize=8)  # fmt: skip
     ax.set_ylabel("mean latency (ms)")
@@ -63,10 +77,12 @@ def breakdown_bars(result: dict) -> Figure:
     return figure
 
 
-def versus_rtt(points: list[dict]) -> Figure:
-    """Latency and throughput against RTT, one line per option.
+def versus_rtt(points: list[dict], scenario: str) -> Figure:
+    """Latency and throughput of `scenario` against RTT, one line per option.
     points: {"option", "rtt_ms", "latency_ms": {"p50", ...}, "throughput_per_s"}."""
     figure = Figure(figsize=(10, 4.2), layout="constrained")
+    figure.suptitle(f"{scenario}: p50 latency and throughput against RTT, per what-if",
+                    fontsize=10)  # fmt: skip
     left, right = figure.subplots(1, 2)
     for option in dict.fromkeys(p["option"] for p in points):
         mine = sorted((p for p in points if p["option"] == option), key=lambda p: p["rtt_ms"])

@@ -174,22 +174,164 @@ def test_plot_redraws_saved_rows_without_simulating(root, tmp_path, monkeypatch)
 
 def test_ctrl_c_in_compare_keeps_the_finished_rows_and_exits_130():
     import json
+    import os
+    import pty
     import signal
     import subprocess
     import sys
     import time
 
+    # stderr on a pseudo-terminal shows the progress bar: interrupt once a row has finished
+    leader, follower = pty.openpty()
     process = subprocess.Popen(
         [sys.executable, "-c", "from durosim.cli import main; main()", "compare", "lab",
          "colocate", "no_pool_ping", "pipelining", "long_poll", "server_side_turns",
          "--set", "workload.count=1500", "--replications", "3", "--json"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE, stderr=follower, text=True,
     )  # fmt: skip
-    time.sleep(6.0)  # each row (3 x 1500 orchestrations at RTT 50) takes about 3 s
+    os.close(follower)
+    seen, deadline = "", time.monotonic() + 120
+    while "1/6" not in seen and time.monotonic() < deadline:
+        seen += os.read(leader, 4096).decode(errors="replace")
     process.send_signal(signal.SIGINT)
-    out, err = process.communicate(timeout=60)
+    out, _ = process.communicate(timeout=60)
+    err = ""
+    try:
+        while chunk := os.read(leader, 4096):
+            err += chunk.decode(errors="replace")
+    except OSError:  # the terminal closes with the process
+        pass
+    os.close(leader)
+    assert "1/6" in seen
     assert process.returncode == 130, err
-    assert err.strip().splitlines()[-1].startswith("durosim: error: interrupted: ")
+    assert "durosim: error: interrupted: " in err
     done = json.loads(out)
     assert done["interrupted"] is True and done["rows"][0]["option"] == "baseline"
-    assert len(done["rows"]) < 6
+    assert 1 <= len(done["rows"]) < 6
+
+
+def test_the_versus_rtt_figure_names_its_scenario():
+    from durosim.plots.whatif import versus_rtt
+
+    points = [
+        {"option": option, "rtt_ms": rtt, "latency_ms": {"p50": 10.0 * rtt},
+         "throughput_per_s": 1.0 / rtt}
+        for option in ("baseline", "long_poll") for rtt in (1, 10)
+    ]  # fmt: skip
+    figure = versus_rtt(points, "checkout-eu")
+    assert figure.get_suptitle().startswith("checkout-eu: ")
+
+
+def _half_widths(container) -> list[float]:
+    """The half-widths an ErrorbarContainer draws, from its vertical segments."""
+    segments = container.lines[2][0].get_segments()
+    return [(top[1] - bottom[1]) / 2 for bottom, top in segments]
+
+
+def test_latency_bars_carry_the_rows_confidence_intervals(lab):
+    from matplotlib.container import ErrorbarContainer
+
+    from durosim.plots.whatif import breakdown_bars, options_side_by_side
+
+    result = compare(lab, ["colocate", "no_pool_ping"], 3)
+    rows = result["rows"]
+    p50_cis = [r["latency_ci_ms"]["p50"] for r in rows]
+    assert all(ci > 0 for ci in p50_cis) and len(set(p50_cis)) == 3
+    latency = options_side_by_side(result).axes[0]
+    (bars,) = [c for c in latency.containers if getattr(c, "errorbar", None)]
+    assert _half_widths(bars.errorbar) == pytest.approx(p50_cis)
+    stacked = breakdown_bars(result).axes[0]
+    (errors,) = [c for c in stacked.containers if isinstance(c, ErrorbarContainer)]
+    assert _half_widths(errors) == pytest.approx([r["latency_ci_ms"]["mean"] for r in rows])
+    centres = [(b[1] + t[1]) / 2 for b, t in errors.lines[2][0].get_segments()]
+    assert centres == pytest.approx([r["latency_ms"]["mean"] for r in rows], abs=0.1)
+
+
+def test_a_row_without_a_confidence_interval_draws_no_error_bar(lab):
+    from durosim.plots.whatif import options_side_by_side
+
+    result = compare(lab, ["colocate"], 1)
+    assert result["rows"][0]["latency_ci_ms"]["p50"] is None  # one replication: no interval
+    latency = options_side_by_side(result).axes[0]
+    (bars,) = [c for c in latency.containers if getattr(c, "errorbar", None)]
+    segments = bars.errorbar.lines[2][0].get_segments()
+    assert len(segments) == 2 and all(len(s) == 0 for s in segments)  # none drawn, not 0 wide
+
+
+@pytest.fixture
+def small_report(monkeypatch):
+    """The report cut to one remedy besides the stored procedures and a sweep of 2 x 2
+    points, so that it runs in a second: 3 + 4 variants at one RTT."""
+    from durosim.experiments import seed_report
+
+    remedies = [r for r in seed_report.REMEDIES if r[0] in ("pipelining", "no_stored_procedures")]
+    monkeypatch.setattr(seed_report, "REMEDIES", tuple(remedies))
+    monkeypatch.setattr(seed_report, "SWEEP_RTTS_MS", (1, 50))
+    monkeypatch.setattr(seed_report, "SWEEP_SPECS", ("baseline", "pipelining"))
+    return seed_report
+
+
+def test_report_calls_its_progress_once_per_variant(small_report, root, tmp_path):
+    lab = load(root / "configs/lab.toml", ["workload.count=4", "workload.warmup=1"])
+    calls = []
+    written = small_report.build(lab, None, (150.0,), 2, tmp_path, lambda: calls.append(1))
+    assert len(calls) == small_report.steps(lab, None, (150.0,), 2) == 3 + 4
+    assert written.finished == 7 and not written.interrupted
+    assert [f.name for f in written.figures] == ["options.png", "breakdown.png", "versus_rtt.png"]
+    assert "**Interrupted**" not in written.page.read_text()
+
+
+@pytest.mark.parametrize("where", ["compare", "sweep"])
+def test_ctrl_c_in_report_keeps_what_finished_and_exits_130(small_report, root, tmp_path,
+                                                            monkeypatch, where):  # fmt: skip
+    import durosim.experiments.compare as comparing
+
+    real = comparing.run_replications
+    seen = []
+
+    def interrupted(scenario, replications=None):
+        seen.append(scenario.name)
+        if len(seen) == 2:  # the first remedy (compare) or the sweep's first point
+            raise KeyboardInterrupt
+        return real(scenario, replications)
+
+    monkeypatch.setattr(comparing if where == "compare" else small_report,
+                        "run_replications", interrupted)  # fmt: skip
+    if where == "sweep":
+        seen.append("compare done")
+    out = tmp_path / "report"
+    result = CliRunner().invoke(
+        main, ["report", "lab", "--out", str(out), "--rtt", "150", "--replications", "2"]
+    )
+    assert result.exit_code == 130, result.output
+    assert result.stderr.strip().splitlines()[-1].startswith("durosim: error: interrupted: ")
+    assert "Traceback" not in result.output
+    page = (out / "report.md").read_text()
+    assert "**Interrupted**" in page
+    assert not (out / "versus_rtt.png").exists()
+    if where == "sweep":  # the remedies at 150 ms finished: their table and figures stay
+        assert "simulated at 150 ms" in page and (out / "options.png").exists()
+        assert ": 3 of 7 variants simulated" in result.stderr
+    else:
+        assert "simulated at 150 ms" not in page and not (out / "options.png").exists()
+
+
+def test_report_refuses_an_rtt_at_which_nothing_completes(tmp_path):
+    result = CliRunner().invoke(main, ["report", "lab", "--out", str(tmp_path / "r"),
+                                       "--rtt", "100000"])  # fmt: skip
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.output
+    assert lines[0].startswith("durosim: error: --rtt 100000: expected 0.001 to 1")
+    assert "wait of 60 s (workload.wait_timeout_s)" in lines[0]
+    assert not (tmp_path / "r").exists(), "nothing written"
+
+
+def test_report_refuses_work_beyond_the_limit_unless_large(root, tmp_path):
+    big = tmp_path / "big.toml"
+    text = (root / "configs/lab.toml").read_text()
+    big.write_text(text.replace("count = 20", "count = 2000000"))
+    result = CliRunner().invoke(main, ["report", str(big), "--out", str(tmp_path / "r")])
+    assert result.exit_code == 2, result.output
+    (line,) = result.stderr.strip().splitlines()
+    assert "report on lab (102 variants): about" in line and "--large" in line

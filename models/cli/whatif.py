@@ -11,6 +11,7 @@ from durosim import api
 from durosim.cli.common import load_scenario, progress_bar
 from durosim.cli.params import Finite
 from durosim.cli.paths import figure_path, save_figure
+from durosim.experiments import seed_report
 from durosim.experiments.size import check_size
 from durosim.model.whatif import OPTIONS
 from durosim.sim.errors import InputError, Interrupted
@@ -155,24 +156,40 @@ def _print_compare(result: dict) -> None:
     "--rtt",
     "rtts",
     multiple=True,
-    type=Finite(0.001),
-    help="RTTs to simulate each remedy at (default 150, 70 and 1 ms).",
+    type=Finite(seed_report.MIN_RTT_MS),
+    help="RTTs to simulate each remedy at (default 150, 70 and 1 ms; at most what lets the "
+    "scenario's orchestrations complete within the client's wait).",
 )
 @click.option("--replications", type=click.IntRange(min=2), default=6, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print what was written as one JSON object.")
-def report(scenario, stress, out, rtts, replications, as_json):
+@click.option(
+    "--large",
+    is_flag=True,
+    help="Run even when the estimated work is beyond what durosim runs without asking.",
+)
+def report(scenario, stress, out, rtts, replications, as_json, large):
     """Answer the seed analysis point by point for SCENARIO: each remedy's estimate beside its
     simulated effect, the claims the simulation contradicts, and the figures."""
-    from durosim.experiments.seed_report import build
-
     base = load_scenario(scenario, (), None, None)
     stressed = load_scenario(stress, (), None, None) if stress else None
+    rtts = tuple(rtts) or (150.0, 70.0, 1.0)
+    seed_report.check(base, stressed, rtts, replications, large)
+    total = seed_report.steps(base, stressed, rtts, replications)
     try:
-        page = build(base, stressed, tuple(rtts) or (150.0, 70.0, 1.0), replications, Path(out))
+        with progress_bar(total, "simulating the report") as advance:
+            written = seed_report.build(base, stressed, rtts, replications, Path(out), advance)
     except OSError as err:
         raise InputError(f"{out}: cannot write the report ({err.strerror})") from None
     if as_json:
-        figures = sorted(str(f) for f in Path(out).iterdir() if f.suffix in (".png", ".svg"))
-        click.echo(json.dumps({"report": str(page), "figures": figures}, indent=2))
-        return
-    click.echo(f"wrote {page}")
+        printed = {"report": str(written.page), "figures": [str(f) for f in written.figures]}
+        if written.interrupted:
+            printed["interrupted"] = True
+        click.echo(json.dumps(printed, indent=2))
+    else:
+        click.echo(f"wrote {written.page}")
+    if written.interrupted:
+        figures = ", ".join(f.name for f in written.figures) or "no figures"
+        raise Interrupted(
+            f"interrupted: {written.finished} of {total} variants simulated; {written.page} "
+            f"has the sections that finished, with {figures}"
+        )
