@@ -26,6 +26,7 @@ from durosim.experiments.compare import compare as compare_options
 from durosim.experiments.provenance import provenance
 from durosim.experiments.results import Summary, run_replications, summarize
 from durosim.experiments.saturation import past_saturation
+from durosim.experiments.size import MAX_EVENTS
 from durosim.model import scenario as scenarios
 from durosim.model.scenario import Scenario
 from durosim.sim.config import toml_value
@@ -143,15 +144,17 @@ def capacity(
     max_rate: float = 5000.0,
     on_point=None,
     values: dict | None = None,
+    large: bool = False,
 ) -> Rows:
     """The highest open-loop arrival rate within `slo` ("p95<2s", "order:p95<10s"), searched
     from `min_rate` to `max_rate`; rows are the rates tried, `on_point` sees each as it
-    finishes; `values` names what `durosim capacity --vary` set."""
+    finishes; `values` names what `durosim capacity --vary` set. A rate whose work is beyond
+    durosim's limit ends the search (`stopped` says where) unless `large`."""
     objective = parse_slo(slo)
     check_objective(objective, scenario)
     result = find_capacity(
         scenario, objective, replications, duration_s, warmup_s, min_rate, max_rate,
-        on_point=on_point,
+        on_point=on_point, max_events=None if large else MAX_EVENTS,
     )  # fmt: skip
     result["slo_limit_ms"] = objective.limit_ms
     result["values"] = values or {}

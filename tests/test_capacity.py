@@ -166,3 +166,32 @@ def test_ctrl_c_in_capacity_keeps_the_rates_tried_and_exits_130():
     assert err.strip().splitlines()[-1].startswith("durosim: error: interrupted: ")
     done = json.loads(out)
     assert done["interrupted"] is True and done["points"], "the rates tried so far"
+
+
+def test_a_rate_beyond_the_work_limit_ends_the_search_with_what_it_found():
+    from dataclasses import replace
+
+    from durosim.experiments.capacity import open_load
+    from durosim.experiments.size import estimated_events
+
+    s = load_table({}, ["network.rtt_ms=20"])
+    first = 10.0 / 25
+
+    def events(rate):
+        return estimated_events(replace(open_load(s, rate, 30, 5), replications=1))
+
+    limit = (events(first) + events(2 * first)) / 2
+    result = capacity(s, parse_slo("p95<2s"), replications=1, duration_s=30, warmup_s=5,
+                      max_events=limit)  # fmt: skip
+    assert [p["rate_per_s"] for p in result["points"]] == [first]
+    assert result["max_rate_per_s"] == first
+    assert result["stopped"].startswith(f"{2 * first:.4g}/s was not tried")
+
+
+def test_capacity_refuses_a_search_whose_first_rate_is_beyond_the_limit(tmp_path):
+    result = CliRunner().invoke(
+        main, ["capacity", "lab", "--slo", "p95<2s", "--duration-s", "1000000"]
+    )
+    assert result.exit_code == 2, result.output
+    assert "was not tried" in result.output and "--large" in result.output
+    assert len(result.output.strip().splitlines()) == 1

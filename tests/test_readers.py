@@ -277,3 +277,34 @@ def test_calibrate_with_zero_ms_calls_reports_without_dividing_by_zero(tmp_path,
     result = CliRunner().invoke(main, ["calibrate", "log.jsonl", "--out", "fit.toml"])
     assert result.exit_code == 0, result.output
     load_table(tomllib.loads((tmp_path / "fit.toml").read_text()))
+
+
+def _stress_trace(tmp_path, duration_s: float) -> str:
+    conditions = {"runtime": "duroxide-0.2", "rtt_ms": 1, "fanout": 5, "activity_ms": 10,
+                  "mode": "stress", "in_flight": 20, "duration_s": duration_s}  # fmt: skip
+    header = json.dumps({"format": "durosim-trace/1", "source": "test", "conditions": conditions})
+    summary = json.dumps({"type": "summary", "completed": 20, "throughput_per_s": 2, "total_s": 10})
+    return _write(tmp_path / "stress.jsonl", [header, summary])
+
+
+def test_validate_refuses_a_replay_far_beyond_the_limit_before_simulating(tmp_path):
+    path = _stress_trace(tmp_path, 1e7)
+    result = CliRunner().invoke(main, ["validate", path])
+    assert result.exit_code == 2, result.output
+    assert "simulation events" in result.output and "--large" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("infer", [False, True])
+def test_validate_reports_each_replication_it_simulates(infer, tmp_path):
+    """The progress of validate counts replications; an RTT search that ends at a bound of its
+    range simulates fewer than its most."""
+    from durosim.evidence.validate import compare, work
+
+    trace = read_trace(_stress_trace(tmp_path, 2))
+    ticks = []
+    compare(trace, replications=3, infer=infer, on_replication=lambda: ticks.append(1))
+    if infer:
+        assert 3 + 2 * 3 <= len(ticks) <= work(trace, 3, infer)
+    else:
+        assert len(ticks) == work(trace, 3, infer) == 3

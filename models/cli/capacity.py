@@ -82,8 +82,13 @@ def _vary(text: str) -> tuple[str, list]:
     help="With two --vary: the highest sustained rate over the grid.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option(
+    "--large",
+    is_flag=True,
+    help="Try rates whose work is far beyond the ordinary (without it the search stops there).",
+)
 def capacity(scenario, slo, varies, overrides, replications, duration_s, warmup_s, min_rate,
-             max_rate, plot, heatmap, as_json):  # fmt: skip
+             max_rate, plot, heatmap, as_json, large):  # fmt: skip
     """The highest arrival rate (Poisson, open loop) SCENARIO sustains within the SLO, the
     knee of its throughput-latency curve, and which resource saturates first. Exits 1 when no
     rate tried meets the SLO."""
@@ -111,8 +116,10 @@ def capacity(scenario, slo, varies, overrides, replications, duration_s, warmup_
             s, slo, replications=replications, duration_s=duration_s, warmup_s=warmup_s,
             min_rate=min_rate, max_rate=max_rate,
             on_point=_show_point if sys.stderr.isatty() else None,
-            values={key: v for (key, _), v in zip(axes, combo)},
+            values={key: v for (key, _), v in zip(axes, combo)}, large=large,
         ).to_dict()  # fmt: skip
+        if result.get("stopped") and not result["points"]:
+            raise InputError(f"{s.name}: {result['stopped']}")
         results.append(result)
         if result.get("interrupted"):
             plot = heatmap = None  # a partial search: no figures
@@ -137,6 +144,9 @@ def capacity(scenario, slo, varies, overrides, replications, duration_s, warmup_
             f"interrupted: {len(results[-1]['points'])} rates tried in the last search, "
             "what they showed is above"
         )
+    stopped = [r["stopped"] for r in results if r.get("stopped")]
+    if stopped:
+        raise InputError(f"the search stopped early: {stopped[0]}")
     if any(r["max_rate_per_s"] is None for r in results):
         sys.exit(1)
 
@@ -165,8 +175,9 @@ def _print(results: list[dict], objective) -> None:
         at = r["at_max"]
         latency = _latency(at, objective)
         of = f" of {objective.workflow}" if objective.workflow else ""
+        least = "at least " if r.get("stopped") and r["beyond"] is None else ""
         click.echo(
-            f"highest rate within {r['slo']}: {r['max_rate_per_s']:.4g}/s "
+            f"highest rate within {r['slo']}: {least}{r['max_rate_per_s']:.4g}/s "
             f"(p50{of} {latency['p50']:.0f} ms, p95 {latency['p95']:.0f} ms)"
         )
         if r["knee"]:

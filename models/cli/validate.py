@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -91,10 +92,23 @@ def _trace_paths(paths: tuple[str, ...]) -> list[Path]:
     type=click.Path(dir_okay=False),
     help="Also draw measured vs predicted latency CDFs, one panel per trace (.png, .svg or .pdf).",
 )
-def validate(traces, base, replications, tolerances, infer, as_json, report, plot):
+@click.option(
+    "--large",
+    is_flag=True,
+    help="Validate traces whose replay is far beyond the ordinary (refused without it).",
+)
+def validate(traces, base, replications, tolerances, infer, as_json, report, plot, large):
     """Simulate the workload each TRACE (durosim-trace/1 file, or a folder of them) records and
     compare predicted with measured. Exits 1 when a metric is outside its tolerance."""
-    from durosim.evidence.validate import FAILED_FACTOR, compare, cross_checks, failed_ok
+    from durosim.evidence.validate import (
+        FAILED_FACTOR,
+        compare,
+        cross_checks,
+        failed_ok,
+        scenario_for,
+        work,
+    )
+    from durosim.experiments.size import check_size
 
     limits = _parse_tolerances(tolerances)
     paths = _trace_paths(traces)
@@ -102,16 +116,17 @@ def validate(traces, base, replications, tolerances, infer, as_json, report, plo
         raise InputError(f"no .jsonl traces found in {', '.join(traces)}")
     output_path(report, paths)
     figure_path(plot, paths)
+    loaded = [read_trace(path) for path in paths]
+    for trace in loaded:
+        runs = work(trace, replications, infer == "rtt")
+        check_size(replace(scenario_for(trace, base), replications=runs), large, what=trace.path)
     results = []
-    loaded = []
     interrupted = False
     try:
-        with progress_bar(len(paths), "validating") as advance:
-            for path in paths:
-                trace = read_trace(path)
-                results.append(compare(trace, base, replications, limits, infer == "rtt"))
-                loaded.append(trace)
-                advance()
+        total = sum(work(t, replications, infer == "rtt") for t in loaded)
+        with progress_bar(total, "validating") as advance:
+            for trace in loaded:
+                results.append(compare(trace, base, replications, limits, infer == "rtt", advance))
     except KeyboardInterrupt:
         # keep what finished: report it below, then exit 130
         interrupted = True
@@ -128,13 +143,14 @@ def validate(traces, base, replications, tolerances, infer, as_json, report, plo
     if plot:
         from durosim.plots.validation import latency_cdfs
 
-        figure = latency_cdfs(
-            [
-                (Path(r.trace).stem, r.measured_latencies_ms, r.simulated_latencies_ms)
-                for r in results
-                if r.measured_latencies_ms
-            ]
-        )
+        panels = [
+            (Path(r.trace).stem, r.measured_latencies_ms, r.simulated_latencies_ms)
+            for r in results
+            if r.measured_latencies_ms
+        ]
+        what = f"{len(panels)} traces" + (f" in {traces[0]}" if len(traces) == 1 else "")
+        what = panels[0][0] if len(panels) == 1 else what
+        figure = latency_cdfs(panels, f"measured vs simulated latency: {what}")
         save_figure(figure, plot)
     if as_json:
         out = {"traces": [r.as_json() for r in results], "ok": ok}

@@ -10,15 +10,17 @@ Predictions pool the orchestrations of several replications; throughput is their
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from durosim.evidence.conditions import WORKLOAD_TABLES
 from durosim.evidence.conditions import overrides as condition_overrides
 from durosim.evidence.trace_format import Trace
-from durosim.experiments.results import run_replications, summarize
+from durosim.experiments.results import summarize
 from durosim.model.profiles import RUNTIMES
 from durosim.model.scenario import Scenario, load_table, read_table, shipped
+from durosim.model.world import simulate
 from durosim.sim.config import ConfigError, toml_value
 from durosim.sim.stats import ks_distance, mean, percentile, wasserstein
 
@@ -168,11 +170,19 @@ def measured_metrics(trace: Trace) -> dict[str, float]:
 
 
 def predict(
-    scenario: Scenario, replications: int, summary: bool
+    scenario: Scenario,
+    replications: int,
+    summary: bool,
+    on_replication: Callable[[], None] | None = None,
 ) -> tuple[dict[str, float], dict, list]:
     """What the model predicts, by the names `measured_metrics` uses; open-loop scenarios also
-    predict the orchestrations a run loses to the wait timeout (`failed`)."""
-    runs = run_replications(scenario, replications)
+    predict the orchestrations a run loses to the wait timeout (`failed`). `on_replication` is
+    called as each replication finishes."""
+    runs = []
+    for rep in range(replications):
+        runs.append(simulate(scenario, rep))
+        if on_replication:
+            on_replication()
     result = summarize(scenario, runs)
     extra = {
         "deadlocks_per_run": mean(
@@ -250,7 +260,21 @@ def failed_ok(measured: float, predicted: float) -> bool:
 RTT_SEARCH_MS = (0.05, 400.0)
 
 
-def infer_rtt(trace: Trace, base: str | Path | None, replications: int) -> float:
+RTT_BISECTIONS = 18
+
+
+def work(trace: Trace, replications: int, infer: bool) -> int:
+    """The replications `compare` simulates for a trace (the unit of its progress)."""
+    search = (2 + RTT_BISECTIONS) * max(3, replications // 2) if infer else 0
+    return replications + search
+
+
+def infer_rtt(
+    trace: Trace,
+    base: str | Path | None,
+    replications: int,
+    on_replication: Callable[[], None] | None = None,
+) -> float:
     """The RTT at which the model reproduces the trace's throughput (bisection in log RTT;
     throughput falls as RTT grows). A bound of `RTT_SEARCH_MS` comes back when the model
     cannot reach the throughput at any RTT inside it."""
@@ -259,14 +283,14 @@ def infer_rtt(trace: Trace, base: str | Path | None, replications: int) -> float
 
     def throughput(rtt_ms: float) -> float:
         scenario = scenario_for(trace, base, rtt_ms)
-        return predict(scenario, replications, summary)[0]["throughput_per_s"]
+        return predict(scenario, replications, summary, on_replication)[0]["throughput_per_s"]
 
     lo, hi = RTT_SEARCH_MS
     if throughput(lo) <= target:
         return lo
     if throughput(hi) >= target:
         return hi
-    for _ in range(18):
+    for _ in range(RTT_BISECTIONS):
         mid = math.sqrt(lo * hi)
         if throughput(mid) > target:
             lo = mid
@@ -281,13 +305,16 @@ def compare(
     replications: int = 10,
     tolerances: dict[str, float] | None = None,
     infer: bool = False,
+    on_replication: Callable[[], None] | None = None,
 ) -> Comparison:
+    """The model against `trace`; `on_replication` is called as each simulated replication
+    finishes (`work` of them in all)."""
     measured = measured_metrics(trace)
     stated = trace.conditions.get("rtt_ms")
-    inferred = infer_rtt(trace, base, max(3, replications // 2)) if infer else None
+    inferred = infer_rtt(trace, base, max(3, replications // 2), on_replication) if infer else None
     scenario = scenario_for(trace, base, inferred)
     summary = bool(trace.summaries)
-    predicted, extra, latencies = predict(scenario, replications, summary)
+    predicted, extra, latencies = predict(scenario, replications, summary, on_replication)
     rtt_ms = scenario.network.rtt.mean * 1000.0
     errors: dict[str, float] = {}
     allowed: dict[str, float] = {}

@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 
 from durosim.experiments.results import run_replications, summarize
 from durosim.experiments.saturation import RESOURCES, bottleneck, utilisation
+from durosim.experiments.size import MAX_EVENTS, estimated_events
 from durosim.model.scenario import Scenario
 from durosim.sim.config import ConfigError
 from durosim.sim.stats import percentile
@@ -132,16 +133,33 @@ def capacity(
     max_rate: float = 5000.0,
     bisections: int = 6,
     on_point: Callable[[dict], None] | None = None,
+    max_events: float | None = MAX_EVENTS,
 ) -> dict:
     """The search starts where about 10 orchestrations arrive after the warm-up. `on_point`
     sees each tried rate as it finishes; an interrupt (Ctrl-C) ends the search with what it
-    found so far, marked `interrupted`."""
+    found so far, marked `interrupted`. A rate whose replications are estimated beyond
+    `max_events` simulation events (None: no limit) is not tried: the search ends there,
+    marked `stopped` with the estimate."""
     points: list[dict] = []
     rate = start_rate or 10.0 / (duration_s - warmup_s)
     best = worst = None
     interrupted = False
+    stopped = None
+
+    class TooLarge(Exception):
+        pass
 
     def tried(rate: float) -> dict:
+        nonlocal stopped
+        load = replace(open_load(scenario, rate, duration_s, warmup_s), replications=replications)
+        events = estimated_events(load)
+        if max_events is not None and events > max_events:
+            stopped = (
+                f"{rate:.4g}/s was not tried: about {events:.2g} simulation events, beyond the "
+                f"{max_events:.0g} durosim runs without asking; pass --large, or lower "
+                "--duration-s or --replications"
+            )
+            raise TooLarge
         point = evaluate(scenario, rate, objective, replications, duration_s, warmup_s)
         points.append(point)
         if on_point:
@@ -167,6 +185,8 @@ def capacity(
                     hi = mid
     except KeyboardInterrupt:
         interrupted = True
+    except TooLarge:
+        pass
     points.sort(key=lambda p: p["rate_per_s"])
     saturating = None
     if best is not None:
@@ -174,6 +194,7 @@ def capacity(
     missed = [p for p in points if not p["met"]]
     return {
         **({"interrupted": True} if interrupted else {}),
+        **({"stopped": stopped} if stopped else {}),
         "slo": objective.text,
         "max_rate_per_s": None if best is None else round(best["rate_per_s"], 4),
         "at_max": best,
