@@ -111,3 +111,15 @@ class Level:
         if span <= 0:
             return self.value
         return (self.area + self.value * (now - self.since)) / span
+
+
+def json_safe(value):
+    """`value` with every float that is not finite replaced by None (JSON has no NaN), through
+    dicts, lists and tuples."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    return value

@@ -308,3 +308,16 @@ def test_validate_reports_each_replication_it_simulates(infer, tmp_path):
         assert 3 + 2 * 3 <= len(ticks) <= work(trace, 3, infer)
     else:
         assert len(ticks) == work(trace, 3, infer) == 3
+
+
+def test_validate_where_nothing_completes_prints_no_nan(tmp_path):
+    conditions = {"runtime": "duroxide-0.2", "rtt_ms": 200000, "fanout": 5, "activity_ms": 10,
+                  "mode": "sequential", "count": 3}  # fmt: skip
+    header = json.dumps({"format": "durosim-trace/1", "source": "test", "conditions": conditions})
+    record = json.dumps({"type": "orchestration", "instance": "a", "start_ms": 0, "end_ms": 5e6})
+    path = _write(tmp_path / "slow.jsonl", [header, record])
+    for extra in ([], ["--json"]):
+        result = CliRunner().invoke(main, ["validate", path, "--replications", "1", *extra])
+        assert result.exit_code == 1, result.output
+        assert "nan" not in result.output.lower() and "infinity" not in result.output.lower()
+    assert json.loads(result.output)["traces"][0]["predicted"]["throughput_per_s"] == 0

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import itertools
-import json
 import sys
 
 import click
 
 from durosim import api
-from durosim.cli.common import load_scenario
+from durosim.cli.common import echo_json, load_scenario
 from durosim.cli.params import Finite, PositiveFinite
 from durosim.cli.paths import figure_path, save_figure
 from durosim.experiments.capacity import check_objective, parse_slo
@@ -136,7 +135,7 @@ def capacity(scenario, slo, varies, overrides, replications, duration_s, warmup_
         title = f"{s.name}: highest rate within {objective.text}"
         save_figure(draw(rows, axes[0][0], axes[1][0], title), heatmap)
     if as_json:
-        click.echo(json.dumps(results if varies else results[0], indent=2))
+        echo_json(results if varies else results[0])
     else:
         _print(results, objective)
     if results and results[-1].get("interrupted"):

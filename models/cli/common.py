@@ -35,3 +35,14 @@ def progress_bar(length: int, label: str):
         return
     with click.progressbar(length=length, label=label, file=sys.stderr, show_pos=True) as bar:
         yield lambda: bar.update(1)
+
+
+def echo_json(value) -> None:
+    """Print `value` as indented JSON; a float that is not finite becomes null, never NaN."""
+    import json
+
+    import click
+
+    from durosim.sim.stats import json_safe
+
+    click.echo(json.dumps(json_safe(value), indent=2, allow_nan=False))

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import click
 
+from durosim.cli.common import echo_json
 from durosim.cli.paths import output_path, write_atomically, write_text
 from durosim.evidence.calibrate import CalibrationError, Fit, fit, from_trace, merge, scenario_toml
 from durosim.evidence.conditions import conditions
@@ -97,7 +97,7 @@ def ingest(logs, out, as_json):
             "call_records": len(calls),
             "out": str(out),
         }
-        click.echo(json.dumps(report, indent=2))
+        echo_json(report)
         return
     for line in _report_lines(data):
         click.echo(line)
@@ -124,7 +124,7 @@ def calibrate(inputs, out, as_json):
     if out:
         write_text(out, scenario_toml(result))
     if as_json:
-        click.echo(json.dumps(result.as_json(), indent=2))
+        echo_json(result.as_json())
         return
     for line in _report_lines(data):
         click.echo(line)

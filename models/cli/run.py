@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from durosim import __version__, api
-from durosim.cli.common import load_scenario
+from durosim.cli.common import echo_json, load_scenario
 from durosim.cli.paths import (
     figure_path,
     output_path,
@@ -25,6 +25,7 @@ from durosim.model.scenario import Scenario, shipped
 from durosim.model.world import simulate
 from durosim.sim.config import dump_toml, read_toml, to_table
 from durosim.sim.errors import InputError
+from durosim.sim.stats import json_safe
 
 
 def _describe(s: Scenario) -> str:
@@ -196,7 +197,7 @@ def run(scenario, overrides, seed, replications, as_json, trace_out, timeline, t
         # replication 0 simulated once, for the run folder and for what was asked besides
         _write_replication_zero(s, traces, timelines, trace_events)
     if as_json:
-        click.echo(json.dumps(out, indent=2))
+        echo_json(out)
     else:
         _print_summary(s, out, verdict)
 
@@ -227,7 +228,9 @@ def _save(folder: Path, s: Scenario, rows: list[dict], out: dict) -> None:
 
     folder.mkdir(exist_ok=True)
     (folder / "scenario.toml").write_text(_resolved(s), encoding="utf-8")
-    (folder / "results.json").write_text(json.dumps(out, indent=2), "utf-8")
+    (folder / "results.json").write_text(
+        json.dumps(json_safe(out), indent=2, allow_nan=False), "utf-8"
+    )
     with open(folder / "results.csv", "w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
@@ -286,7 +289,7 @@ def scenarios(as_json):
             {"name": name, "description": read_toml(path).get("description", "")}
             for name, path in found.items()
         ]
-        click.echo(json.dumps({"scenarios": rows}, indent=2))
+        echo_json({"scenarios": rows})
         return
     width = max(len(name) for name in found)
     for name, path in found.items():

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from durosim.cli.common import load_scenario
+from durosim.cli.common import echo_json, load_scenario
 from durosim.cli.paths import output_path
 from durosim.experiments import sweep as sweeps
 from durosim.experiments.size import check_points, check_size
@@ -152,7 +152,7 @@ def sweep(scenario, grids, overrides, replications, jobs, out, executor, schedul
             rows = list(csv.DictReader(handle))
         summary = {"out": str(out), "points": result.points, "computed": result.computed,
                    "resumed": result.resumed, "rows": rows}  # fmt: skip
-        click.echo(json.dumps(summary, indent=2))
+        echo_json(summary)
         return
     click.echo(
         f"wrote {out}: {result.points} points ({result.computed} run, "

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 from dataclasses import replace
@@ -10,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from durosim.cli.common import progress_bar
+from durosim.cli.common import echo_json, progress_bar
 from durosim.cli.paths import figure_path, output_path, save_figure, write_text
 from durosim.evidence.trace_format import read_trace
 from durosim.sim.errors import InputError, Interrupted
@@ -156,7 +155,7 @@ def validate(traces, base, replications, tolerances, infer, as_json, report, plo
         out = {"traces": [r.as_json() for r in results], "ok": ok}
         if interrupted:
             out["interrupted"] = True
-        click.echo(json.dumps(out, indent=2))
+        echo_json(out)
     else:
         for r in results:
             head = r.trace
@@ -176,6 +175,18 @@ def validate(traces, base, replications, tolerances, infer, as_json, report, plo
                 error = r.errors_pct[metric]
                 verdict = "ok" if abs(error) <= r.tolerances_pct[metric] else "OUTSIDE"
                 predicted = r.predicted.get(metric, math.nan)
+                if math.isnan(predicted):
+                    click.echo(
+                        f"  {metric:<18} measured {value:>10.4g}  predicted       none"
+                        "  (no orchestration completed in the model)  OUTSIDE"
+                    )
+                    continue
+                if math.isnan(error):
+                    click.echo(
+                        f"  {metric:<18} measured {value:>10.4g}  predicted {predicted:>10.4g}"
+                        "  (no error in % against a measured 0)  OUTSIDE"
+                    )
+                    continue
                 click.echo(
                     f"  {metric:<18} measured {value:>10.4g}"
                     f"  predicted {predicted:>10.4g}"

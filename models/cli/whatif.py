@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
 
 from durosim import api
-from durosim.cli.common import load_scenario, progress_bar
+from durosim.cli.common import echo_json, load_scenario, progress_bar
 from durosim.cli.params import Finite
 from durosim.cli.paths import figure_path, save_figure
 from durosim.experiments import seed_report
@@ -30,7 +29,7 @@ def options(as_json):
     """List the what-ifs `durosim compare` takes (combine them with +)."""
     if as_json:
         rows = [{"name": o.name, "usage": o.usage, "help": o.help} for o in OPTIONS.values()]
-        click.echo(json.dumps({"options": rows}, indent=2))
+        echo_json({"options": rows})
         return
     width = max(len(o.usage) for o in OPTIONS.values())
     for option in OPTIONS.values():
@@ -92,7 +91,7 @@ def compare(scenario, whatifs, overrides, replications, as_json, plot, breakdown
 
         save_figure(breakdown_bars(result), breakdown)
     if as_json:
-        click.echo(json.dumps(result, indent=2))
+        echo_json(result)
     elif result["rows"]:
         _print_compare(result)
     if interrupted:
@@ -184,7 +183,7 @@ def report(scenario, stress, out, rtts, replications, as_json, large):
         printed = {"report": str(written.page), "figures": [str(f) for f in written.figures]}
         if written.interrupted:
             printed["interrupted"] = True
-        click.echo(json.dumps(printed, indent=2))
+        echo_json(printed)
     else:
         click.echo(f"wrote {written.page}")
     if written.interrupted:

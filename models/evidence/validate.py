@@ -22,7 +22,7 @@ from durosim.model.profiles import RUNTIMES
 from durosim.model.scenario import Scenario, load_table, read_table, shipped
 from durosim.model.world import simulate
 from durosim.sim.config import ConfigError, toml_value
-from durosim.sim.stats import ks_distance, mean, percentile, wasserstein
+from durosim.sim.stats import json_safe, ks_distance, mean, percentile, wasserstein
 
 # the shipped scenario each runtime's traces start from
 BASES = {"duroxide-0.2": "lab", "duroxide-2025-11": "local-docker"}
@@ -71,7 +71,7 @@ class Comparison:
             out["stated_rtt_ms"] = self.stated_rtt_ms
         if self.extra:
             out["extra"] = self.extra
-        return out
+        return json_safe(out)
 
 
 def base_table(runtime: str, base: str | Path | None) -> dict:
