@@ -145,16 +145,19 @@ def capacity(
     on_point=None,
     values: dict | None = None,
     large: bool = False,
+    runner=None,
 ) -> Rows:
     """The highest open-loop arrival rate within `slo` ("p95<2s", "order:p95<10s"), searched
     from `min_rate` to `max_rate`; rows are the rates tried, `on_point` sees each as it
     finishes; `values` names what `durosim capacity --vary` set. A rate whose work is beyond
-    durosim's limit ends the search (`stopped` says where) unless `large`."""
+    durosim's limit ends the search (`stopped` says where) unless `large`. `runner`, an entered
+    executor (`durosim.experiments.sweep.executor("local", 2)`), runs replications in parallel;
+    the result is the same whatever runs them."""
     objective = parse_slo(slo)
     check_objective(objective, scenario)
     result = find_capacity(
         scenario, objective, replications, duration_s, warmup_s, min_rate, max_rate,
-        on_point=on_point, max_events=None if large else MAX_EVENTS,
+        on_point=on_point, max_events=None if large else MAX_EVENTS, runner=runner,
     )  # fmt: skip
     result["slo_limit_ms"] = objective.limit_ms
     result["values"] = values or {}

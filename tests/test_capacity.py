@@ -171,11 +171,11 @@ def test_ctrl_c_in_capacity_keeps_the_rates_tried_and_exits_130():
 def test_a_rate_beyond_the_work_limit_ends_the_search_with_what_it_found():
     from dataclasses import replace
 
-    from durosim.experiments.capacity import open_load
+    from durosim.experiments.capacity import first_rate, open_load
     from durosim.experiments.size import estimated_events
 
     s = load_table({}, ["network.rtt_ms=20"])
-    first = 10.0 / 25
+    first = first_rate(s, 30, 5)
 
     def events(rate):
         return estimated_events(replace(open_load(s, rate, 30, 5), replications=1))
@@ -184,7 +184,7 @@ def test_a_rate_beyond_the_work_limit_ends_the_search_with_what_it_found():
     result = capacity(s, parse_slo("p95<2s"), replications=1, duration_s=30, warmup_s=5,
                       max_events=limit)  # fmt: skip
     assert [p["rate_per_s"] for p in result["points"]] == [first]
-    assert result["max_rate_per_s"] == first
+    assert result["max_rate_per_s"] == round(first, 4)
     assert result["stopped"].startswith(f"{2 * first:.4g}/s was not tried")
 
 
@@ -195,3 +195,22 @@ def test_capacity_refuses_a_search_whose_first_rate_is_beyond_the_limit(tmp_path
     assert result.exit_code == 2, result.output
     assert "was not tried" in result.output and "--large" in result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+def test_capacity_gives_the_same_answer_on_two_processes(tmp_path):
+    args = ["capacity", "lab", "--slo", "p95<2s", "--set", "network.rtt_ms=20",
+            "--duration-s", "30", "--warmup-s", "5", "--json"]  # fmt: skip
+    one = CliRunner().invoke(main, args)
+    two = CliRunner().invoke(main, [*args, "--jobs", "2"])
+    assert one.exit_code == 0 and two.exit_code == 0, one.output + two.output
+    assert json.loads(one.output) == json.loads(two.output)
+
+
+def test_a_rate_reported_as_met_has_all_its_replications():
+    s = load_table({}, ["network.rtt_ms=20"])
+    result = capacity(s, parse_slo("p95<2s"), replications=3, duration_s=30, warmup_s=5)
+    assert result["at_max"]["replications"] == 3
+    assert all(p["replications"] == 3 for p in result["points"] if p["met"]
+               and p["rate_per_s"] == result["max_rate_per_s"])  # fmt: skip
+    # far from the limit one replication decides: the search ran fewer than 3 a rate in all
+    assert sum(p["replications"] for p in result["points"]) < 3 * len(result["points"])

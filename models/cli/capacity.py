@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 import sys
 
 import click
@@ -11,6 +12,7 @@ from durosim import api
 from durosim.cli.common import echo_json, load_scenario
 from durosim.cli.params import Finite, PositiveFinite
 from durosim.cli.paths import figure_path, save_figure
+from durosim.experiments import sweep as sweeps
 from durosim.experiments.capacity import check_objective, parse_slo
 from durosim.sim.config import ConfigError, parse_override, toml_value
 from durosim.sim.errors import InputError, Interrupted
@@ -60,7 +62,8 @@ def _vary(text: str) -> tuple[str, list]:
     "--min-rate",
     type=PositiveFinite(),
     metavar="R",
-    help="The first rate tried, per second [default: about 10 arrivals after the warm-up].",
+    help="The first rate tried, per second, and the lowest [default: a quarter of a rough "
+    "bound from the slots; the search may then go down to about 10 arrivals after the warm-up].",
 )
 @click.option(
     "--max-rate",
@@ -86,8 +89,27 @@ def _vary(text: str) -> tuple[str, list]:
     is_flag=True,
     help="Try rates whose work is far beyond the ordinary (without it the search stops there).",
 )
+@click.option(
+    "--jobs",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Local processes running a rate's replications (the answer does not depend on it).",
+)
+@click.option(
+    "--executor",
+    type=click.Choice(["local", "dask"]),
+    default="local",
+    show_default=True,
+    help=f"dask: run the replications on a Dask cluster ({sweeps.DASK_INSTALL}).",
+)
+@click.option(
+    "--scheduler",
+    metavar="ADDRESS",
+    help="The Dask scheduler, e.g. tcp://h:8786 (its workers need durosim installed).",
+)
 def capacity(scenario, slo, varies, overrides, replications, duration_s, warmup_s, min_rate,
-             max_rate, plot, heatmap, as_json, large):  # fmt: skip
+             max_rate, plot, heatmap, as_json, large, jobs, executor, scheduler):  # fmt: skip
     """The highest arrival rate (Poisson, open loop) SCENARIO sustains within the SLO, the
     knee of its throughput-latency curve, and which resource saturates first. Exits 1 when no
     rate tried meets the SLO."""
@@ -107,27 +129,16 @@ def capacity(scenario, slo, varies, overrides, replications, duration_s, warmup_
     # a bad scenario fails before any work
     check_objective(objective, load_scenario(scenario, base_overrides, None, None))
     combos = list(itertools.product(*(values for _, values in axes))) or [()]
-    results = []
-    for combo in combos:
-        extra = tuple(f"{key}={toml_value(v)}" for (key, _), v in zip(axes, combo))
-        s = load_scenario(scenario, base_overrides + extra, None, None)
-        result = api.capacity(
-            s, slo, replications=replications, duration_s=duration_s, warmup_s=warmup_s,
-            min_rate=min_rate, max_rate=max_rate,
-            on_point=_show_point if sys.stderr.isatty() else None,
-            values={key: v for (key, _), v in zip(axes, combo)}, large=large,
-        ).to_dict()  # fmt: skip
-        if result.get("stopped") and not result["points"]:
-            raise InputError(f"{s.name}: {result['stopped']}")
-        results.append(result)
-        if result.get("interrupted"):
-            plot = heatmap = None  # a partial search: no figures
-            break
-        if plot:
-            from durosim.plots.capacity import throughput_latency
-
-            name = plot if len(combos) == 1 else _suffixed(plot, combo)
-            save_figure(throughput_latency(result, s.name), name)
+    if executor == "local":
+        jobs = max(1, min(jobs, replications, os.cpu_count() or 1))
+    with sweeps.executor(executor, jobs, scheduler) as runner:
+        results = _search(
+            scenario, slo, axes, combos, base_overrides, replications, duration_s, warmup_s,
+            min_rate, max_rate, large, runner, plot,
+        )  # fmt: skip
+    if results and results[-1].get("interrupted"):
+        heatmap = None  # a partial search: no figures
+    s = load_scenario(scenario, base_overrides, None, None)
     if heatmap:
         from durosim.plots.capacity import heatmap as draw
 
@@ -148,6 +159,33 @@ def capacity(scenario, slo, varies, overrides, replications, duration_s, warmup_
         raise InputError(f"the search stopped early: {stopped[0]}")
     if any(r["max_rate_per_s"] is None for r in results):
         sys.exit(1)
+
+
+def _search(scenario, slo, axes, combos, base_overrides, replications, duration_s, warmup_s,
+            min_rate, max_rate, large, runner, plot) -> list[dict]:  # fmt: skip
+    """One capacity search per combination of the --vary values, each figure drawn as its
+    search ends; stops after an interrupted one."""
+    results = []
+    for combo in combos:
+        extra = tuple(f"{key}={toml_value(v)}" for (key, _), v in zip(axes, combo))
+        s = load_scenario(scenario, base_overrides + extra, None, None)
+        result = api.capacity(
+            s, slo, replications=replications, duration_s=duration_s, warmup_s=warmup_s,
+            min_rate=min_rate, max_rate=max_rate,
+            on_point=_show_point if sys.stderr.isatty() else None,
+            values={key: v for (key, _), v in zip(axes, combo)}, large=large, runner=runner,
+        ).to_dict()  # fmt: skip
+        if result.get("stopped") and not result["points"]:
+            raise InputError(f"{s.name}: {result['stopped']}")
+        results.append(result)
+        if result.get("interrupted"):
+            break
+        if plot:
+            from durosim.plots.capacity import throughput_latency
+
+            name = plot if len(combos) == 1 else _suffixed(plot, combo)
+            save_figure(throughput_latency(result, s.name), name)
+    return results
 
 
 def _print(results: list[dict], objective) -> None:

@@ -16,6 +16,7 @@ from durosim.cli.paths import output_path
 from durosim.experiments import sweep as sweeps
 from durosim.experiments.size import check_points, check_size
 from durosim.model.scenario import read_table
+from durosim.sim.errors import Interrupted
 
 
 def _workers(executor: str, workers: int) -> str:
@@ -127,17 +128,23 @@ def sweep(scenario, grids, overrides, replications, jobs, out, executor, schedul
                 )
             )
 
-        with runner:
-            result = sweeps.run_sweep(
-                scenario,
-                table,
-                extra,
-                grid,
-                out,
-                runner,
-                on_start=start,
-                on_row=lambda row: bar[0].update(1),
-            )
+        written = []
+
+        def row_done(row: dict) -> None:
+            written.append(row)
+            if bar:
+                bar[0].update(1)
+
+        try:
+            with runner:
+                result = sweeps.run_sweep(
+                    scenario, table, extra, grid, out, runner, on_start=start, on_row=row_done
+                )
+        except KeyboardInterrupt:
+            raise Interrupted(
+                f"interrupted: {len(written)} more points written to {out}; the same command "
+                "runs the rest"
+            ) from None
     if result.computed:
         per_point = result.wall_s / result.computed
         computing = sum(result.point_wall_s) / result.computed

@@ -15,10 +15,11 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from durosim.experiments.results import run_replications, summarize
+from durosim.experiments.results import summarize
 from durosim.experiments.saturation import RESOURCES, bottleneck, utilisation
 from durosim.experiments.size import MAX_EVENTS, estimated_events
 from durosim.model.scenario import Scenario
+from durosim.model.world import RunResult, simulate
 from durosim.sim.config import ConfigError
 from durosim.sim.stats import percentile
 
@@ -35,14 +36,22 @@ class Objective:
     workflow: str = ""
     """The workflow the objective is for (`order:p95<2s`); empty: every orchestration."""
 
-    def met(self, latencies_ms: list[float]) -> bool:
+    def value(self, latencies_ms: list[float]) -> float:
         if not latencies_ms:
-            return False
+            return math.inf
         if self.metric == "mean":
-            value = sum(latencies_ms) / len(latencies_ms)
-        else:
-            value = percentile(latencies_ms, float(self.metric[1:]))
-        return value < self.limit_ms
+            return sum(latencies_ms) / len(latencies_ms)
+        return percentile(latencies_ms, float(self.metric[1:]))
+
+    def met(self, latencies_ms: list[float]) -> bool:
+        return self.value(latencies_ms) < self.limit_ms
+
+    def margin(self, latencies_ms: list[float]) -> float:
+        """How far the metric is from the limit, as a factor >= 1 either way."""
+        value = self.value(latencies_ms)
+        if value <= 0:
+            return math.inf
+        return max(value / self.limit_ms, self.limit_ms / value)
 
 
 def parse_slo(text: str) -> Objective:
@@ -81,12 +90,35 @@ def open_load(
     return replace(scenario, workload=workload)
 
 
+def _replicate(scenario: Scenario, replication: int) -> tuple[int, RunResult]:
+    return replication, simulate(scenario, replication)
+
+
+def _runs(s: Scenario, replications: range, runner) -> list[RunResult]:
+    """Replications of `s`, on `runner` (an entered executor) when given; in replication order
+    whatever order they finish in, so the result does not depend on the executor."""
+    if runner is None or runner.workers == 1 or len(replications) == 1:
+        return [simulate(s, rep) for rep in replications]
+    done = dict(runner.map_unordered(_replicate, [(s, rep) for rep in replications]))
+    return [done[rep] for rep in replications]
+
+
 def evaluate(scenario: Scenario, rate: float, objective: Objective, replications: int,
-             duration_s: float, warmup_s: float) -> dict:  # fmt: skip
+             duration_s: float, warmup_s: float, runner=None,
+             runs: list[RunResult] | None = None) -> dict:  # fmt: skip
+    """A rate's point from `replications` runs: `runs` already simulated (the first ones) are
+    kept and only the rest simulated."""
     s = open_load(scenario, rate, duration_s, warmup_s)
-    summary = summarize(s, run_replications(s, replications))
+    runs = list(runs or [])
+    runs += _runs(s, range(len(runs), replications), runner)
+    summary = summarize(s, runs)
     busy = utilisation(s, summary)
     row = summary.to_dict()
+    latencies = (
+        summary.by_workflow_ms.get(objective.workflow, [])
+        if objective.workflow
+        else summary.latencies_ms
+    )
     return {
         "rate_per_s": rate,
         "throughput_per_s": row["throughput_per_s"],
@@ -96,12 +128,10 @@ def evaluate(scenario: Scenario, rate: float, objective: Objective, replications
         "pool_waiting_by_caller": row["pool_waiting_by_caller"],
         **({"workflows": row["workflows"]} if "workflows" in row else {}),
         "waits_for": bottleneck(busy, summary.pool_waiting_by_caller),
-        "met": objective.met(
-            summary.by_workflow_ms.get(objective.workflow, [])
-            if objective.workflow
-            else summary.latencies_ms
-        )
-        and summary.failed == 0,
+        "met": objective.met(latencies) and summary.failed == 0,
+        "replications": len(runs),
+        "_margin": objective.margin(latencies),
+        "_runs": runs,
     }
 
 
@@ -123,6 +153,23 @@ def knee(points: list[dict], metric: str = "p95") -> dict | None:
     return usable[max(range(len(usable)), key=distances.__getitem__)]
 
 
+PILOT_MARGIN = 1.5
+"""A first replication whose objective metric is this factor beyond the limit (or within it by
+the same factor) decides its rate alone; a closer one runs the remaining replications."""
+
+
+def first_rate(scenario: Scenario, duration_s: float, warmup_s: float) -> float:
+    """Where the search starts: a quarter of a rough bound on the throughput (the worker and the
+    orchestration slots, each call two round trips), and at least about 10 arrivals after the
+    warm-up. Only the number of rates tried depends on it, not the answer."""
+    w, o, nodes = scenario.workload, scenario.runtime_options, scenario.host.nodes
+    call_s = 2 * scenario.network.rtt.mean + scenario.call_overhead_s + 0.001
+    fanout = max([w.fanout] + [len(f.steps) for f in w.workflows])
+    workers = nodes * o.worker_concurrency / (fanout * (w.activity.mean + 3 * call_s))
+    orchestrators = nodes * o.orchestration_concurrency / ((fanout + 2) * 2 * call_s)
+    return max(min(workers, orchestrators) / 4, 10.0 / (duration_s - warmup_s))
+
+
 def capacity(
     scenario: Scenario,
     objective: Objective,
@@ -134,22 +181,27 @@ def capacity(
     bisections: int = 6,
     on_point: Callable[[dict], None] | None = None,
     max_events: float | None = MAX_EVENTS,
+    runner=None,
 ) -> dict:
-    """The search starts where about 10 orchestrations arrive after the warm-up. `on_point`
-    sees each tried rate as it finishes; an interrupt (Ctrl-C) ends the search with what it
-    found so far, marked `interrupted`. A rate whose replications are estimated beyond
-    `max_events` simulation events (None: no limit) is not tried: the search ends there,
-    marked `stopped` with the estimate."""
-    points: list[dict] = []
-    rate = start_rate or 10.0 / (duration_s - warmup_s)
-    best = worst = None
+    """The highest rate within `objective`: bracket it by doubling (or halving) from
+    `start_rate` (default `first_rate`), then bisect the bracket `bisections` times in log
+    rate. Each rate runs one replication first; the rest (`replications` in all, on `runner`
+    when given) only when that one is close to the limit (`PILOT_MARGIN`) or its rate would be
+    the answer, so every rate reported as met has all its replications.
+
+    `on_point` sees each tried rate as it finishes; an interrupt (Ctrl-C) ends the search with
+    what it found so far, marked `interrupted`. A rate whose replications are estimated beyond
+    `max_events` simulation events (None: no limit) is not tried: the search ends there, marked
+    `stopped` with the estimate."""
+    tried_points: dict[float, dict] = {}
+    lowest = start_rate or min(first_rate(scenario, duration_s, warmup_s), max_rate)
     interrupted = False
     stopped = None
 
     class TooLarge(Exception):
         pass
 
-    def tried(rate: float) -> dict:
+    def check(rate: float) -> None:
         nonlocal stopped
         load = replace(open_load(scenario, rate, duration_s, warmup_s), replications=replications)
         events = estimated_events(load)
@@ -160,46 +212,91 @@ def capacity(
                 "--duration-s or --replications"
             )
             raise TooLarge
-        point = evaluate(scenario, rate, objective, replications, duration_s, warmup_s)
-        points.append(point)
+
+    def tried(rate: float, full: bool = False) -> dict:
+        """The rate's point: one replication, or all of them when it is close or `full`."""
+        point = tried_points.get(rate)
+        if point is not None and (point["replications"] == replications or not full):
+            return point
+        check(rate)
+        runs = point["_runs"] if point else []
+        one = min(1, replications) if not runs else len(runs)
+        point = evaluate(scenario, rate, objective, one, duration_s, warmup_s, runner, runs)
+        if point["replications"] < replications and (full or point["_margin"] < PILOT_MARGIN):
+            point = evaluate(scenario, rate, objective, replications, duration_s, warmup_s,
+                             runner, point["_runs"])  # fmt: skip
+        tried_points[rate] = point
         if on_point:
-            on_point(point)
+            on_point(_public(point))
         return point
 
+    best = worst = None
     try:
-        while rate <= max_rate:
-            point = tried(rate)
+        rate = lowest
+        point = tried(rate)
+        if point["met"]:
+            while point["met"]:
+                best = point
+                rate *= 2.0
+                if rate > max_rate:
+                    break
+                point = tried(rate)
             if not point["met"]:
                 worst = point
+        else:
+            floor = start_rate or 10.0 / (duration_s - warmup_s)
+            while not point["met"] and rate / 2.0 >= floor:
+                worst = point
+                rate /= 2.0
+                point = tried(rate)
+            if point["met"]:
+                best = point
+        for _ in range(8):  # almost always once: a rate met by one replication holds
+            if best is None:
                 break
-            best = point
-            rate *= 2.0
-        if best is not None and worst is not None:
-            lo, hi = best["rate_per_s"], worst["rate_per_s"]
-            for _ in range(bisections):
-                mid = math.sqrt(lo * hi)
-                point = tried(mid)
-                if point["met"]:
-                    lo, best = mid, point
-                else:
-                    hi = mid
+            if worst is not None:
+                lo, hi = best["rate_per_s"], worst["rate_per_s"]
+                for _ in range(bisections):
+                    mid = math.sqrt(lo * hi)
+                    point = tried(mid)
+                    if point["met"]:
+                        lo, best = mid, point
+                    else:
+                        hi, worst = mid, point
+            # the answer has all its replications; if they miss, bisect below it again
+            best = tried(best["rate_per_s"], full=True)
+            if best["met"]:
+                break
+            worst = best
+            below = [p for r, p in tried_points.items() if p["met"] and r < worst["rate_per_s"]]
+            best = max(below, key=lambda p: p["rate_per_s"]) if below else None
+            bisections = max(1, bisections // 2)
     except KeyboardInterrupt:
         interrupted = True
     except TooLarge:
         pass
-    points.sort(key=lambda p: p["rate_per_s"])
+    points = [_public(p) for _, p in sorted(tried_points.items())]
+    at_max = None if best is None or not best["met"] else _public(best)
     saturating = None
-    if best is not None:
-        saturating = max(RESOURCES, key=lambda k: best["utilisation"][k])
-    missed = [p for p in points if not p["met"]]
+    if at_max is not None:
+        saturating = max(RESOURCES, key=lambda k: at_max["utilisation"][k])
+    missed = [
+        p
+        for p in points
+        if not p["met"] and (at_max is None or p["rate_per_s"] > at_max["rate_per_s"])
+    ]
     return {
         **({"interrupted": True} if interrupted else {}),
         **({"stopped": stopped} if stopped else {}),
         "slo": objective.text,
-        "max_rate_per_s": None if best is None else round(best["rate_per_s"], 4),
-        "at_max": best,
+        "max_rate_per_s": None if at_max is None else round(at_max["rate_per_s"], 4),
+        "at_max": at_max,
         "saturates_first": saturating,
         "beyond": missed[0] if missed else None,
         "knee": knee(points, objective.metric if objective.metric != "mean" else "p50"),
         "points": points,
     }
+
+
+def _public(point: dict) -> dict:
+    return {k: v for k, v in point.items() if not k.startswith("_")}

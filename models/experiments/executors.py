@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gc
 import os
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -36,7 +37,10 @@ class InProcess:
 
 
 def _exit_with(parent: int) -> None:
-    """A worker's watchdog: a killed sweep (SIGKILL, SIGTERM) must not leave idle workers."""
+    """A worker's watchdog: a killed sweep (SIGKILL, SIGTERM) must not leave idle workers. Ctrl-C
+    reaches the whole process group: a worker then ends at once and quietly, and the parent
+    keeps what finished."""
+    signal.signal(signal.SIGINT, lambda *_: os._exit(130))
 
     def watch() -> None:
         while os.getppid() == parent:
