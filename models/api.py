@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import csv
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -24,11 +24,12 @@ from durosim.experiments.capacity import capacity as find_capacity
 from durosim.experiments.capacity import check_objective, parse_slo
 from durosim.experiments.compare import compare as compare_options
 from durosim.experiments.provenance import provenance
-from durosim.experiments.results import Summary, run_replications, summarize
+from durosim.experiments.results import Summary, summarize
 from durosim.experiments.saturation import past_saturation
 from durosim.experiments.size import MAX_EVENTS
 from durosim.model import scenario as scenarios
 from durosim.model.scenario import Scenario
+from durosim.model.world import simulate
 from durosim.sim.config import toml_value
 
 
@@ -84,13 +85,21 @@ class RunResult:
         return _frame(self.rows())
 
 
-def run(scenario: Scenario, *, seed: int | None = None, replications: int | None = None):
-    """Simulate `scenario` (its replications, or `replications`) and summarise it."""
+def run(
+    scenario: Scenario,
+    *,
+    seed: int | None = None,
+    replications: int | None = None,
+    on_done: Callable[[], None] | None = None,
+):
+    """Simulate `scenario` (its replications, or `replications`) and summarise it; `on_done` is
+    called as each simulated orchestration ends (for progress)."""
     if seed is not None:
         scenario = replace(scenario, seed=seed)
     if replications is not None:
         scenario = replace(scenario, replications=replications)
-    summary = summarize(scenario, run_replications(scenario))
+    runs = [simulate(scenario, rep, on_done=on_done) for rep in range(scenario.replications)]
+    summary = summarize(scenario, runs)
     return RunResult(scenario, summary, past_saturation(scenario, summary))
 
 

@@ -89,3 +89,13 @@ def test_the_example_capacity_plan_runs_end_to_end(tmp_path):
     assert results["what_ifs"]["no_pool_ping"] < results["what_ifs"]["baseline"]
     assert (tmp_path / "capacity.png").stat().st_size > 0
     assert json.loads((tmp_path / "results.json").read_text()) == results
+
+
+def test_run_reports_each_orchestration_as_it_ends_without_changing_the_result():
+    import durosim
+
+    s = durosim.load("lab", {"workload.count": 4, "replications": 2})
+    ended = []
+    with_progress = durosim.run(s, on_done=lambda: ended.append(1)).to_dict()
+    assert len(ended) == 2 * (4 + s.workload.warmup)
+    assert with_progress == durosim.run(s).to_dict()

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from durosim import __version__, api
-from durosim.cli.common import echo_json, load_scenario
+from durosim.cli.common import echo_json, load_scenario, progress_bar
 from durosim.cli.paths import (
     figure_path,
     output_path,
@@ -20,11 +20,11 @@ from durosim.cli.paths import (
 from durosim.evidence.conditions import of_scenario
 from durosim.evidence.trace_format import write_trace
 from durosim.experiments.provenance import provenance
-from durosim.experiments.size import check_size
+from durosim.experiments.size import check_size, orchestrations
 from durosim.model.scenario import Scenario, shipped
 from durosim.model.world import simulate
 from durosim.sim.config import dump_toml, read_toml, to_table
-from durosim.sim.errors import InputError
+from durosim.sim.errors import InputError, Interrupted
 from durosim.sim.stats import json_safe
 
 
@@ -185,7 +185,22 @@ def run(scenario, overrides, seed, replications, as_json, trace_out, timeline, t
     folder = _run_folder(save)
     s = load_scenario(scenario, overrides, seed, replications)
     check_size(s, large)
-    result = api.run(s)
+    expected = max(1, round(orchestrations(s)[0])) * s.replications
+    try:
+        with progress_bar(expected, "simulating") as advance:
+            seen = [0]
+
+            def done() -> None:  # the estimate may be short: the bar stops at its end
+                seen[0] += 1
+                if seen[0] <= expected:
+                    advance()
+
+            result = api.run(s, on_done=done)
+    except KeyboardInterrupt:
+        raise Interrupted(
+            "interrupted: a run reduces its replications together, so nothing was kept; "
+            "--replications 1 or a shorter workload runs sooner"
+        ) from None
     out = result.to_dict()
     verdict = result.past_saturation
     traces, timelines = [p for p in [trace_out] if p], [p for p in [timeline] if p]

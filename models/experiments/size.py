@@ -21,7 +21,7 @@ MAX_POINTS = 10_000
 EVENTS_PER_CALL = 10
 
 
-def _orchestrations(s: Scenario) -> tuple[float, float]:
+def orchestrations(s: Scenario) -> tuple[float, float]:
     """(orchestrations, simulated seconds) of one replication, roughly."""
     w = s.workload
     rtt = max(s.network.rtt.mean, 1e-4)
@@ -38,7 +38,7 @@ def _orchestrations(s: Scenario) -> tuple[float, float]:
 
 
 def estimated_events(s: Scenario) -> float:
-    orchestrations, simulated_s = _orchestrations(s)
+    count, simulated_s = orchestrations(s)
     w, o = s.workload, s.runtime_options
     fanout = w.fanout
     for workflow in w.workflows:
@@ -47,7 +47,7 @@ def estimated_events(s: Scenario) -> float:
     slots = s.host.nodes * (o.orchestration_concurrency + o.worker_concurrency)
     poll_s = max(o.dispatcher_poll_interval_s, 2 * s.network.rtt.mean, 1e-3)
     polls = slots * simulated_s / poll_s * EVENTS_PER_CALL
-    return s.replications * (orchestrations * per_orchestration + polls)
+    return s.replications * (count * per_orchestration + polls)
 
 
 def check_size(scenario: Scenario, large: bool, times: int = 1, what: str = "") -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import simpy
@@ -81,7 +82,8 @@ class RunResult:
 
 
 class _Collector:
-    def __init__(self, keep_records: bool, by_workflow: bool):
+    def __init__(self, keep_records: bool, by_workflow: bool, on_done=None):
+        self.on_done = on_done
         self.latencies: list[float] = []
         self.by_workflow: dict[str, list[float]] = {}
         self.split = by_workflow  # latencies by workflow too (only a scenario's workflows)
@@ -90,6 +92,8 @@ class _Collector:
         self.records: list[dict] | None = [] if keep_records else None
 
     def done(self, instance: Instance, end: float, path: Path | None) -> None:
+        if self.on_done is not None:
+            self.on_done()
         if self.records is not None:
             self.records.append(
                 {
@@ -195,7 +199,15 @@ def _waiting_by_caller(pools: list[Pool], end: float) -> dict[str, float]:
     return dict(sorted(out.items()))
 
 
-def simulate(scenario: Scenario, replication: int = 0, keep_records: bool = False) -> RunResult:
+def simulate(
+    scenario: Scenario,
+    replication: int = 0,
+    keep_records: bool = False,
+    on_done: Callable[[], None] | None = None,
+) -> RunResult:
+    """One replication of `scenario`. `keep_records` keeps a record per orchestration and per
+    provider call (for traces and timelines; otherwise nothing per orchestration is kept but its
+    latency); `on_done` is called as each orchestration ends (for progress)."""
     env = _CountingEnvironment() if keep_records else simpy.Environment()
     streams = Streams(scenario.seed, replication)
     profile = scenario.profile
@@ -257,7 +269,7 @@ def simulate(scenario: Scenario, replication: int = 0, keep_records: bool = Fals
     orchestrators = [slot for r in runtimes for slot in r.orchestrators]
     workers = [slot for r in runtimes for slot in r.workers]
     queues = (primary.orchestrator_queue.depth, primary.worker_queue.depth)
-    collector = _Collector(keep_records, bool(scenario.workload.workflows))
+    collector = _Collector(keep_records, bool(scenario.workload.workflows), on_done)
     at_start: dict[str, float] = {}
 
     def measure_start() -> None:
