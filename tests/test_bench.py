@@ -23,7 +23,9 @@ def test_quick_bench_reports_every_measurement_with_its_target():
         "scaling_time_ratio",
         "scaling_memory_bytes_per_orchestration",
         "sweep_speedup",
+        "production_simpy_events_per_orchestration",
     }
+    assert out["production"]["orchestrations"] > 0
     assert all(isinstance(t["met"], bool) for t in out["targets"].values())
 
 
@@ -32,3 +34,23 @@ def test_bench_prints_a_table():
     assert result.exit_code == 0, result.output
     for text in ("raw SimPy", "model / raw SimPy", "azure-152ms stress", "speed-up", "target"):
         assert text in result.stdout
+
+
+def test_bench_cost_measures_and_draws_the_growth(tmp_path, monkeypatch):
+    import json
+
+    from click.testing import CliRunner
+
+    from durosim.cli import main
+    from durosim.experiments import bench
+
+    monkeypatch.setattr(bench, "COST_AXES", {"nodes": ("host.nodes", (1, 2))})
+    out = tmp_path / "cost.svg"
+    result = CliRunner().invoke(main, ["bench", "--cost", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)["nodes"]
+    assert [r["value"] for r in rows] == [1, 2]
+    # two nodes carry twice the arrivals: more orchestrations and calls, more CPU
+    assert rows[1]["orchestrations"] > rows[0]["orchestrations"] > 0
+    assert rows[1]["calls"] > rows[0]["calls"] and all(r["cpu_s"] > 0 for r in rows)
+    assert "runtime nodes" in out.read_text()

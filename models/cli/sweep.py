@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import json
 import os
 import sys
 from contextlib import ExitStack
@@ -12,7 +11,7 @@ from pathlib import Path
 import click
 
 from durosim.cli.common import echo_json, load_scenario
-from durosim.cli.paths import output_path
+from durosim.cli.paths import figure_path, output_path, save_figure
 from durosim.experiments import sweep as sweeps
 from durosim.experiments.size import check_points, check_size
 from durosim.model.scenario import read_table
@@ -170,11 +169,37 @@ def sweep(scenario, grids, overrides, replications, jobs, out, executor, schedul
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--quick", is_flag=True, help="Everything smaller: a smoke test, not a result.")
-def bench(as_json, quick):
+@click.option(
+    "--cost",
+    type=click.Path(dir_okay=False),
+    help="Instead, measure how one replication's CPU time grows with nodes, slots, rate and "
+    "simulated time around the production scenario, and draw it here (.png, .svg or .pdf).",
+)
+def bench(as_json, quick, cost):
     """Measure on this machine: raw SimPy and the model in kernel events per second, one
-    replication of the Azure 152 ms stress scenario, scaling with 10x the orchestrations,
-    and a 200-point sweep on 1 and 2 processes, each against its target."""
-    from durosim.experiments.bench import render, run_bench
+    replication of the Azure 152 ms stress scenario, the production scenario's cost in raw
+    SimPy events an orchestration, scaling with 10x the orchestrations, and a 200-point sweep on
+    1 and 2 processes, each against its target."""
+    from durosim.experiments.bench import cost_curves, render, run_bench
 
-    result = run_bench(quick, progress=lambda text: click.echo(text, err=True))
-    click.echo(json.dumps(result, indent=2) if as_json else render(result))
+    say = lambda text: click.echo(text, err=True)  # noqa: E731
+    if cost:
+        figure_path(cost)
+        result = cost_curves(quick, say)
+        from durosim.plots.bench import cost_curves as draw
+
+        save_figure(draw(result, f"{os.cpu_count()} CPUs"), cost)
+        if as_json:
+            echo_json(result)
+        else:
+            for axis, rows in result.items():
+                if axis != "base":
+                    cells = ", ".join(f"{r['value']}: {r['cpu_s']:.2f} s" for r in rows)
+                    click.echo(f"{axis:<12} {cells}")
+            click.echo(f"wrote {cost}")
+        return
+    result = run_bench(quick, progress=say)
+    if as_json:
+        echo_json(result)
+    else:
+        click.echo(render(result))

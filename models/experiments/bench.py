@@ -109,6 +109,49 @@ def production_speed(duration_s: float, raw_events_per_s: float) -> dict:
     }
 
 
+COST_AXES = {
+    "nodes": ("host.nodes", (1, 2, 5, 10, 20, 40)),
+    "slots": ("runtime_options.worker_concurrency", (4, 8, 16, 32)),
+    "rate": ("workload.arrival_rate_per_s", (10, 25, 50, 100, 200)),
+    "simulated_s": ("workload.duration_s", (10, 20, 40, 80)),
+}
+"""How the cost of one replication of the production scenario grows: each axis varied alone.
+Nodes carry 5 orchestrations/s each (the load grows with the deployment); slots are each node's
+worker and orchestration slots together; simulated time includes the 2 s warm-up."""
+
+
+def cost_curves(quick: bool = False, say: Callable[[str], None] | None = None) -> dict:
+    """CPU seconds of one replication of the production scenario (14 s of arrivals) as nodes,
+    slots, arrival rate and simulated time grow, one at a time; with the orchestrations and
+    provider calls each point simulated."""
+    base = ["workload.duration_s=14", "workload.warmup_s=2"]
+    out: dict = {"base": "production, 14 s of arrivals (2 s warm-up), one replication"}
+    for axis, (key, values) in COST_AXES.items():
+        rows = []
+        for value in values[:3] if quick else values:
+            if say:
+                say(f"cost: {axis} = {value}")
+            extra = [f"{key}={value}"]
+            if axis == "nodes":
+                extra.append(f"workload.arrival_rate_per_s={5 * value}")
+                extra.append(f"database.max_connections={10 * value}")
+            if axis == "slots":
+                extra.append(f"runtime_options.orchestration_concurrency={value}")
+            scenario = load(shipped()["production"], base + extra)
+            started = time.process_time()
+            run = simulate(scenario, 0)
+            rows.append(
+                {
+                    "value": value,
+                    "cpu_s": round(time.process_time() - started, 3),
+                    "orchestrations": run.completed + run.failed,
+                    "calls": sum(run.calls.values()),
+                }
+            )
+        out[axis] = rows
+    return out
+
+
 def _closed(count: int) -> Scenario:
     return load(
         shipped()["lab"],
