@@ -8,8 +8,6 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import simpy
-
 from durosim.evidence.trace_format import read_trace
 from durosim.model.breakdown import PARTS, Path
 from durosim.model.client import Client
@@ -22,6 +20,7 @@ from durosim.model.workflows import Step, Workflow
 from durosim.model.workload import Driver
 from durosim.sim.config import ConfigError
 from durosim.sim.db import DbClient, PoolBehaviour
+from durosim.sim.kernel import Environment
 from durosim.sim.network import Link
 from durosim.sim.pool import ConnectionLimit, Pool
 from durosim.sim.rng import Streams
@@ -121,14 +120,8 @@ def _status(instance: Instance) -> str:
     return "Failed" if instance.failed else "timeout"
 
 
-class _CountingEnvironment(simpy.Environment):
-    def __init__(self) -> None:
-        super().__init__()
-        self.events = 0
-
-    def step(self) -> None:
-        self.events += 1
-        super().step()
+_CountingEnvironment = Environment
+"""The environment `durosim bench` counts events with: every `Environment` counts them."""
 
 
 @functools.cache
@@ -208,7 +201,7 @@ def simulate(
     """One replication of `scenario`. `keep_records` keeps a record per orchestration and per
     provider call (for traces and timelines; otherwise nothing per orchestration is kept but its
     latency); `on_done` is called as each orchestration ends (for progress)."""
-    env = _CountingEnvironment() if keep_records else simpy.Environment()
+    env = Environment()
     streams = Streams(scenario.seed, replication)
     profile = scenario.profile
     design = scenario.design
@@ -333,7 +326,7 @@ def simulate(
         window_s=window,
         arrivals_per_s=arrivals_per_s,
         server_utilisation=utilisation(server.busy_s - at_start.get("server", 0.0), server.cores),
-        events=getattr(env, "events", 0),
+        events=env.events,
         records=records,
         orchestrator_queue_mean=queues[0].mean(end),
         worker_queue_mean=queues[1].mean(end),
