@@ -183,8 +183,7 @@ class DbClient:
             results.append((result, finish))
         finish = env.now
         hold = back + rtt() if behaviour.ping_on_release else back
-        freed = env.timeout(hold)
-        freed.callbacks.append(lambda _event: pool.release(connection))
+        pool.release_later(hold, connection)
         yield env.timeout(back + overhead)
         end = env.now
         self.last_connection = connection.number

@@ -13,10 +13,19 @@ events in one loop of its own, and a Timeout pushes itself. The heap's entries a
 the same results, bit for bit. Processes, events, conditions, `step()` and `schedule()` are
 SimPy's own. The loop also counts the events it processes (`events`, for `durosim bench`), at one
 addition per event.
+
+Work can also be deferred without an event, yet stay in SimPy's order: `reserve(delay)` gives the
+place `(time, priority, eid)` a Timeout made now would take (using up its eid, so every later
+event keeps its eid), and `has_passed(place)` says whether an event at that place would have been
+processed by now. Whoever defers work applies it when its state is next used, if its place has
+passed; it turns the work into an event at that place (`event_at`) when something must wait for
+it; and it registers with `defer`, so that a run that has no events left schedules the deferred
+work and ends where SimPy's would. `durosim.sim.pool` defers its release pings this way.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from heapq import heappop, heappush
 
 import simpy
@@ -55,9 +64,51 @@ class Environment(simpy.Environment):
                     setattr(self, name, getattr(self, name))
         self.events = 0
         """Events processed so far."""
+        self._normal: tuple = (initial_time, NORMAL, -1)
+        """The place of the last normal-priority event processed (before the first, a place
+        before any event's)."""
+        self._deferring: list[Callable[[], None]] = []
+
+    def has_passed(self, place: tuple) -> bool:
+        """Whether an event at `place` (a normal-priority one, from `reserve`) would have been
+        processed by now: it is earlier, or earlier than a normal event processed at this time.
+        (Normal events are processed in the order of their places, but an urgent event at
+        this time, processed now, may have been made after later ones had been processed.)"""
+        return place[0] < self._now or place < self._normal
+
+    def reserve(self, delay: float) -> tuple[float, int, int]:
+        """The place in the event order of a Timeout of `delay` made now; its eid is used up."""
+        return (self._now + delay, NORMAL, next(self._eid))
+
+    def event_at(self, place: tuple[float, int, int]) -> Event:
+        """A triggered event, processed at `place` (from `reserve`)."""
+        event = Event(self)
+        event._ok = True
+        event._value = None
+        heappush(self._queue, (*place, event))
+        return event
+
+    def defer(self, schedule: Callable[[], None]) -> None:
+        """Register `schedule`, which makes work deferred without events into events
+        (`event_at`): it is called whenever no events are left."""
+        self._deferring.append(schedule)
+
+    def _schedule_deferred(self) -> bool:
+        """Schedule the deferred work when no events are left; whether there are some now."""
+        for schedule in self._deferring:
+            schedule()
+        return bool(self._queue)
+
+    def peek(self) -> float:
+        """The time of the next event (deferred work included), as SimPy's `peek`."""
+        if not self._queue:
+            self._schedule_deferred()
+        return super().peek()
 
     def step(self) -> None:
         """Process the next event, as SimPy's `step` does."""
+        if (self._queue or self._schedule_deferred()) and self._queue[0][1] == NORMAL:
+            self._normal = self._queue[0]  # the one SimPy's `step` pops
         self.events += 1
         super().step()
 
@@ -99,9 +150,13 @@ class Environment(simpy.Environment):
         try:
             while True:
                 try:
-                    self._now, _, _, event = heappop(queue)
+                    self._now, priority, _, event = place = heappop(queue)
                 except IndexError:
+                    if self._schedule_deferred():
+                        continue
                     raise EmptySchedule from None
+                if priority == NORMAL:
+                    self._normal = place
                 processed += 1
                 # callbacks set to None first: nothing may add one while they run
                 callbacks, event.callbacks = event.callbacks, None

@@ -8,14 +8,23 @@ does with the connection (pings, statements) is the caller's business: see `duro
 Left out: idle timeout and max lifetime (10 and 30 minutes in sqlx, beyond any run here), and the
 acquire timeout (30 s), which the runs here never reach. A pool that may not open another
 connection (the server's `ConnectionLimit`) makes its caller wait for one of its own.
+
+Releases after a delay (`release_later`: the ping sqlx sends on release, which keeps the
+connection busy for one more round trip) take no simulation event of their own while no caller
+waits, which is nearly always: each keeps its place in the event order (`Environment.reserve`)
+and applies when the pool is next used or read, if that place has passed. When a caller starts
+waiting, the releases still to come become events at their places, so the waiter gets its
+connection exactly when it would have. The pool needs durosim's `Environment` for this.
 """
 
 from __future__ import annotations
 
 from collections import deque
+from heapq import heappop, heappush
 
 import simpy
 
+from durosim.sim.kernel import Environment
 from durosim.sim.stats import Level
 
 
@@ -44,7 +53,7 @@ class ConnectionLimit:
 class Pool:
     def __init__(
         self,
-        env: simpy.Environment,
+        env: Environment,
         size: int,
         min_connections: int = 1,
         limit: ConnectionLimit | None = None,
@@ -58,17 +67,36 @@ class Pool:
         while self.opened < min(min_connections, size) and self.limit.try_open():
             self.opened += 1
         self.idle: deque[Connection] = deque(Connection(i) for i in range(self.opened))
-        self.in_use = 0
+        self._in_use = 0
         self.waiters: deque[tuple[simpy.Event, str]] = deque()
-        self.occupancy = Level()
+        self._occupancy = Level()
         self.queue_by_caller: dict[str, Level] = {}
         """Callers waiting for a permit, by the caller `acquire` was given (their sum is the
         pool's queue)."""
         self.measured_from = 0.0
+        self._releasing: list[tuple[float, int, int, Connection]] = []
+        """Releases not applied yet, as a heap: each at its place in the event order."""
+        env.defer(self._schedule_releases)
+
+    @property
+    def in_use(self) -> int:
+        """Permits taken now."""
+        if self._releasing:
+            self._settle()
+        return self._in_use
+
+    @property
+    def occupancy(self) -> Level:
+        """Permits taken over time."""
+        if self._releasing:
+            self._settle()
+        return self._occupancy
 
     def try_take(self) -> tuple[Connection, bool] | None:
         """A connection at once if there is a permit and an idle or openable connection."""
-        if self.in_use < self.size and (self.idle or self.limit.try_open()):
+        if self._releasing:
+            self._settle()
+        if self._in_use < self.size and (self.idle or self.limit.try_open()):
             return self._take()
         return None
 
@@ -80,6 +108,7 @@ class Pool:
             return taken
         ready = self.env.event()
         self.waiters.append((ready, caller))
+        self._schedule_releases()  # one of them will serve this caller: it needs their events
         level = self.queue_by_caller.get(caller)
         if level is None:
             level = self.queue_by_caller[caller] = Level(0.0, self.measured_from)
@@ -90,7 +119,7 @@ class Pool:
     def reset(self, now: float) -> None:
         """Start averaging occupancy and queue afresh from `now` (after a warm-up)."""
         self.measured_from = now
-        self.occupancy.reset(now)
+        self.occupancy.reset(now)  # after the releases before now
         for level in self.queue_by_caller.values():
             level.reset(now)
 
@@ -100,8 +129,8 @@ class Pool:
 
     def _take(self) -> tuple[Connection, bool]:
         """Hand out an idle connection, or a new one (the caller has checked the limit)."""
-        self.in_use += 1
-        self.occupancy.set(self.env.now, self.in_use)
+        self._in_use += 1
+        self._occupancy.set(self.env.now, self._in_use)
         if self.idle:
             return self.idle.popleft(), False
         connection = Connection(self.opened)
@@ -109,12 +138,44 @@ class Pool:
         return connection, True
 
     def release(self, connection: Connection) -> None:
+        """Give `connection` back now: to the longest waiting caller, or to the idle queue."""
+        if self._releasing:
+            self._settle()  # the releases due before this one come first
         if self.waiters:
             ready, caller = self.waiters.popleft()
             ready.succeed(connection)
             level = self.queue_by_caller[caller]
             level.set(self.env.now, level.value - 1)
             return
-        self.in_use -= 1
-        self.occupancy.set(self.env.now, self.in_use)
+        self._in_use -= 1
+        self._occupancy.set(self.env.now, self._in_use)
         self.idle.append(connection)
+
+    def release_later(self, delay: float, connection: Connection) -> None:
+        """Release `connection` after `delay`, when a Timeout made now would; without an event
+        unless a caller is waiting."""
+        place = self.env.reserve(delay)
+        if self.waiters:
+            self._release_at(place, connection)
+        else:
+            heappush(self._releasing, (*place, connection))
+
+    def _settle(self) -> None:
+        """Apply the releases whose events would have been processed by now."""
+        releasing = self._releasing
+        has_passed = self.env.has_passed
+        while releasing and has_passed(releasing[0]):
+            at, _, _, connection = heappop(releasing)
+            self._in_use -= 1
+            self._occupancy.set(at, self._in_use)
+            self.idle.append(connection)
+
+    def _schedule_releases(self) -> None:
+        """Apply the releases due, and make every one still to come an event at its place."""
+        self._settle()
+        for at, priority, eid, connection in self._releasing:
+            self._release_at((at, priority, eid), connection)
+        self._releasing.clear()
+
+    def _release_at(self, place: tuple[float, int, int], connection: Connection) -> None:
+        self.env.event_at(place).callbacks.append(lambda _event: self.release(connection))

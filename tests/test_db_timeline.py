@@ -1,10 +1,12 @@
 """Exact timelines of the database blocks with constant delays (no randomness)."""
 
+import random
+
 import pytest
-import simpy
 
 from durosim.sim.db import DbClient, PoolBehaviour, Statement
 from durosim.sim.dist import Const
+from durosim.sim.kernel import Environment
 from durosim.sim.network import Link
 from durosim.sim.pool import ConnectionLimit, Pool
 from durosim.sim.server import DbServer
@@ -13,7 +15,7 @@ R = 0.050  # seconds
 
 
 def make(size=10, cost=0.0, cores=1, min_connections=1, **behaviour):
-    env = simpy.Environment()
+    env = Environment()
     behaviour.setdefault("prepare_round_trip", False)
     pool = Pool(env, size, min_connections)
     client = DbClient(
@@ -102,7 +104,7 @@ def test_first_use_of_a_statement_on_a_connection_costs_a_parse_round_trip():
 
 
 def test_idle_connections_are_handed_out_longest_idle_first():
-    env = simpy.Environment()
+    env = Environment()
     pool = Pool(env, 3, min_connections=3)
     first, _ = pool.try_take()
     second, _ = pool.try_take()
@@ -123,8 +125,70 @@ def test_waiters_are_served_first_come_first_served():
     assert [t for _, t, _ in log] == pytest.approx([2 * R, 4 * R, 6 * R, 8 * R])
 
 
+def test_a_run_to_the_end_ends_with_the_last_release_ping():
+    env, pool, client = make()
+    env.process(call_and_log(env, client, [], "a"))
+    env.run()
+    assert env.now == pytest.approx(3 * R) and pool.in_use == 0
+
+
+@pytest.mark.parametrize("lazy", [True, False])
+def test_a_release_at_the_time_a_run_stops_has_not_happened_yet(lazy):
+    env = Environment()
+    pool = Pool(env, 1, 1)
+    connection, _ = pool.try_take()
+    if lazy:
+        pool.release_later(1.0, connection)
+    else:
+        env.timeout(1.0).callbacks.append(lambda _event: pool.release(connection))
+    env.run(until=1.0)  # stops before the events at 1.0, as SimPy does
+    assert pool.in_use == 1
+    env.run(until=1.5)
+    assert pool.in_use == 0
+
+
+def release_story(lazy: bool, seed: int, size: int) -> list[tuple]:
+    """Three callers on a pool, full of same-time ties, now waiting and now not: each holds its
+    connection 0, 0.5 or 1 s and releases it that much later again, by `release_later` or by a
+    Timeout's callback; some start a new caller as they release (it starts before the releases
+    due at that time, as a new process does)."""
+    env = Environment()
+    pool = Pool(env, size, 1)
+    rng = random.Random(seed)
+    log: list[tuple] = []
+
+    def release(connection):
+        delay = rng.choice((0.0, 0.5, 1.0))
+        if lazy:
+            pool.release_later(delay, connection)
+        else:
+            env.timeout(delay).callbacks.append(lambda _event: pool.release(connection))
+
+    def caller(name: int):
+        for _ in range(20):
+            connection, fresh = yield from pool.acquire(f"c{name % 2}")
+            log.append((env.now, name, connection.number, fresh, pool.in_use))
+            yield env.timeout(rng.choice((0.0, 0.5, 1.0)))
+            release(connection)
+            if name < 10 and rng.random() < 0.1:
+                env.process(caller(name + 10))
+            yield env.timeout(rng.choice((0.0, 0.5, 1.0, 1.5)))
+
+    for name in range(3):
+        env.process(caller(name))
+    env.run()
+    levels = {caller: level.mean(env.now) for caller, level in pool.queue_by_caller.items()}
+    return log + [(env.now, pool.in_use, pool.occupancy.mean(env.now), levels)]
+
+
+@pytest.mark.parametrize("size", [3, 4])
+def test_a_release_without_an_event_happens_as_with_one(size):
+    for seed in range(10):
+        assert release_story(True, seed, size) == release_story(False, seed, size), seed
+
+
 def test_the_connection_limit_caps_pools_together():
-    env = simpy.Environment()
+    env = Environment()
     limit = ConnectionLimit(3)
     a, b = Pool(env, 10, 1, limit), Pool(env, 10, 1, limit)
     assert limit.open == 2

@@ -3,7 +3,6 @@
 import math
 
 import pytest
-import simpy
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -17,6 +16,7 @@ from durosim.model.workflows import Step, Workflow
 from durosim.model.world import simulate
 from durosim.sim.db import DbClient, PoolBehaviour
 from durosim.sim.dist import Const
+from durosim.sim.kernel import Environment
 from durosim.sim.network import Link
 from durosim.sim.pool import Pool
 from durosim.sim.server import DbServer
@@ -30,7 +30,7 @@ ONE_ACTIVITY = Program(
 
 
 def bare_client(runtime: str):
-    env = simpy.Environment()
+    env = Environment()
     db = DbClient(
         env,
         Link(Const(R)),

@@ -9,9 +9,9 @@ import math
 
 import numpy as np
 import pytest
-import simpy
 
 from durosim.sim.dist import Exponential, LogNormal, Normal, Uniform
+from durosim.sim.kernel import Environment
 from durosim.sim.pool import Pool
 from durosim.sim.rng import Streams
 from durosim.sim.server import DbServer
@@ -41,7 +41,7 @@ def test_single_core_server_is_mm1():
 
 
 def pool_waits(c: int, lam: float, mu: float, seed: int) -> list[float]:
-    env = simpy.Environment()
+    env = Environment()
     pool = Pool(env, c, min_connections=c)
     streams = Streams(seed)
     arrivals, service = streams["arrivals"], streams["service"]
