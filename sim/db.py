@@ -126,13 +126,15 @@ class DbClient:
         pool = self.pool
         behaviour = self.behaviour
         rtt = self.link.rtt
-        start = env.now
+        # `env._now`, not `env.now`: the attribute SimPy's `now` property returns, read without
+        # a Python call each time (about 3 million reads in one replication of production)
+        start = env._now
         taken = pool.try_take()
         if taken is None:
             connection, fresh = yield from pool.acquire(caller)
         else:
             connection, fresh = taken
-        acquired = env.now
+        acquired = env._now
         before = 0.0
         if fresh:
             before += behaviour.connect_round_trips * rtt()
@@ -149,12 +151,12 @@ class DbClient:
                     before += rtt()
         exchange = rtt()
         yield env.timeout(before + exchange / 2.0)
-        at_server = env.now
+        at_server = env._now
         back = exchange / 2.0
         overhead = self.call_overhead_s
         results = []
         for statement in statements:
-            arrived = env.now
+            arrived = env._now
             commit = statement.commit
             if statement.begin is None:
                 cost_key, not_before = statement.name, arrived
@@ -170,8 +172,8 @@ class DbClient:
                 _times(CallTimes, (start, acquired, at_server, finish, reply, reply + overhead))
             )
             while isinstance(result, Blocked):
-                yield env.timeout(result.until_s - env.now)
-                finish = env.now
+                yield env.timeout(result.until_s - env._now)
+                finish = env._now
                 reply = finish + back
                 result = commit(
                     _times(CallTimes, (start, acquired, at_server, finish, reply, reply + overhead))
@@ -181,11 +183,11 @@ class DbClient:
                     yield env.timeout(sum(rtt() for _ in range(result.round_trips)))
                 result = result.result
             results.append((result, finish))
-        finish = env.now
+        finish = env._now
         hold = back + rtt() if behaviour.ping_on_release else back
         pool.release_later(hold, connection)
         yield env.timeout(back + overhead)
-        end = env.now
+        end = env._now
         self.last_connection = connection.number
         self.last_released_s = finish + hold
         return [

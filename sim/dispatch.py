@@ -41,7 +41,7 @@ class MinPollInterval:
         return 0
 
     def after_empty(self, env: simpy.Environment, started_s: float, token: int):
-        pause = self.interval_s - (env.now - started_s)
+        pause = self.interval_s - (env._now - started_s)
         return env.timeout(pause) if pause > 0 else None
 
 
@@ -94,7 +94,7 @@ class Dispatcher:
         env = self.env
         wakeup = self.wakeup
         while True:
-            started = env.now
+            started = env._now
             token = wakeup.before_fetch()
             item = yield from self.fetch(self)
             if item is None:
@@ -103,5 +103,5 @@ class Dispatcher:
                     yield wait
                 continue
             yield from self.handle(item, self)
-            self.busy_s += env.now - started
-            self.free_since = env.now
+            self.busy_s += env._now - started
+            self.free_since = env._now

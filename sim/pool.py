@@ -112,7 +112,7 @@ class Pool:
         level = self.queue_by_caller.get(caller)
         if level is None:
             level = self.queue_by_caller[caller] = Level(0.0, self.measured_from)
-        level.set(self.env.now, level.value + 1)
+        level.set(self.env._now, level.value + 1)
         connection = yield ready
         return connection, False
 
@@ -130,7 +130,7 @@ class Pool:
     def _take(self) -> tuple[Connection, bool]:
         """Hand out an idle connection, or a new one (the caller has checked the limit)."""
         self._in_use += 1
-        self._occupancy.set(self.env.now, self._in_use)
+        self._occupancy.set(self.env._now, self._in_use)
         if self.idle:
             return self.idle.popleft(), False
         connection = Connection(self.opened)
@@ -145,10 +145,10 @@ class Pool:
             ready, caller = self.waiters.popleft()
             ready.succeed(connection)
             level = self.queue_by_caller[caller]
-            level.set(self.env.now, level.value - 1)
+            level.set(self.env._now, level.value - 1)
             return
         self._in_use -= 1
-        self._occupancy.set(self.env.now, self._in_use)
+        self._occupancy.set(self.env._now, self._in_use)
         self.idle.append(connection)
 
     def release_later(self, delay: float, connection: Connection) -> None:

@@ -97,10 +97,10 @@ class Client:
         env = self.env
         if self.notified_over is not None:
             return (yield from self._wait_notified(instance, timeout_s))
-        deadline = env.now + timeout_s
+        deadline = env._now + timeout_s
         path = yield from self.check(instance)
         delay = self.initial_delay_s
-        while path is None and env.now < deadline:
+        while path is None and env._now < deadline:
             path = yield from self.check(instance)
             if path is None:
                 yield env.timeout(delay)
@@ -114,8 +114,8 @@ class Client:
             if instance.done_at is None:
                 return None
         arrive = instance.done_at + self.notified_over.rtt() / 2.0
-        if arrive > env.now:
-            yield env.timeout(arrive - env.now)
+        if arrive > env._now:
+            yield env.timeout(arrive - env._now)
         path = instance.done_path.copy()
-        path[NETWORK] += env.now - instance.done_at
+        path[NETWORK] += env._now - instance.done_at
         return path

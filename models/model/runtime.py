@@ -187,7 +187,7 @@ class Runtime:
         for item, run in runs.items():
             paths[item][ACTIVITY] += run
             paths[item][SLOT_BUSY] += longest - run  # waiting for the batch's longest activity
-        ran_until = env.now
+        ran_until = env._now
         ack = self.provider.ack_work_items(
             items, lambda item, t: extend(paths[item], ran_until, t, True), slot.name
         )
