@@ -214,3 +214,20 @@ def test_a_rate_reported_as_met_has_all_its_replications():
                and p["rate_per_s"] == result["max_rate_per_s"])  # fmt: skip
     # far from the limit one replication decides: the search ran fewer than 3 a rate in all
     assert sum(p["replications"] for p in result["points"]) < 3 * len(result["points"])
+
+
+def test_a_rate_certainly_missed_stops_early_and_the_answer_is_unchanged():
+    """A replication stops once more orchestrations are slower than the limit than the
+    percentile allows across every replication's arrivals: the search's answer is what full
+    runs give, at less cost."""
+    from durosim.experiments.capacity import doomed_at, evaluate, open_load
+
+    s = load_table({}, ["network.rtt_ms=20"])
+    objective = parse_slo("p95<2s")
+    overloaded = evaluate(s, 3.2, objective, 1, 30, 5)
+    assert not overloaded["met"] and overloaded["stopped_early_s"] < 30
+    load = open_load(s, 3.2, 30, 5)
+    doomed = doomed_at(load, objective, 1)
+    assert doomed.late >= 3 and doomed.limit_s == 2.0
+    full = simulate(load, 0)  # without the stop: the objective is missed all the same
+    assert sum(x > 2.0 for x in full.latencies_s) >= doomed.late

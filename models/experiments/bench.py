@@ -1,9 +1,11 @@
 """`durosim bench`: how fast the simulator is on this machine, each number against its target.
 
-Kernel events are counted the same way everywhere: an environment that counts its `step()` calls
-(the one `durosim.model.world` uses with `keep_records`). Events per second divide the count of one
-counted run by the median wall time of uncounted runs of the same seed, which process the same
-events, so neither measurement pays for the counting.
+Kernel events are counted the same way everywhere: durosim's `Environment` (`durosim.sim.kernel`)
+counts the events its run loop processes, one addition each, and raw SimPy's are counted by the
+same environment. Events per second divide the count of one run by the median wall time of runs
+of the same seed. The model's count falls when it needs fewer events for the same work (the pool's
+release ping takes none), so its events per second are not a speed on their own: the production
+measure, raw SimPy events per simulated orchestration, is.
 
 Scaling compares CPU time (`time.process_time`), which another busy process on the machine does
 not inflate; the sweep's speed-up is wall time, and its CPU time (this process and its workers)

@@ -19,8 +19,9 @@ from durosim.experiments.results import summarize
 from durosim.experiments.saturation import RESOURCES, bottleneck, utilisation
 from durosim.experiments.size import MAX_EVENTS, estimated_events
 from durosim.model.scenario import Scenario
-from durosim.model.world import RunResult, simulate
+from durosim.model.world import Doomed, RunResult, arrival_times, simulate
 from durosim.sim.config import ConfigError
+from durosim.sim.rng import Streams
 from durosim.sim.stats import percentile
 
 _SLO = re.compile(
@@ -90,16 +91,32 @@ def open_load(
     return replace(scenario, workload=workload)
 
 
-def _replicate(scenario: Scenario, replication: int) -> tuple[int, RunResult]:
-    return replication, simulate(scenario, replication)
+def _replicate(scenario: Scenario, replication: int, doomed: Doomed) -> tuple[int, RunResult]:
+    return replication, simulate(scenario, replication, doomed=doomed)
 
 
-def _runs(s: Scenario, replications: range, runner) -> list[RunResult]:
+def doomed_at(s: Scenario, objective: Objective, replications: int) -> Doomed:
+    """When a replication of `s` has certainly missed `objective`, whatever the others do: a
+    failure, or more orchestrations slower than the limit than the objective's percentile of
+    all the measured arrivals of every replication allows (two more, for the interpolation).
+    The arrivals are drawn before a run starts, so their number is known."""
+    if objective.metric == "mean" or objective.workflow:
+        return Doomed(objective.limit_ms / 1000.0)
+    arrivals = sum(
+        sum(1 for at in arrival_times(s, Streams(s.seed, rep)) if at >= s.workload.warmup_s)
+        for rep in range(replications)
+    )
+    share = 1.0 - float(objective.metric[1:]) / 100.0
+    return Doomed(objective.limit_ms / 1000.0, math.ceil(share * arrivals) + 2)
+
+
+def _runs(s: Scenario, replications: range, runner, doomed: Doomed) -> list[RunResult]:
     """Replications of `s`, on `runner` (an entered executor) when given; in replication order
     whatever order they finish in, so the result does not depend on the executor."""
     if runner is None or runner.workers == 1 or len(replications) == 1:
-        return [simulate(s, rep) for rep in replications]
-    done = dict(runner.map_unordered(_replicate, [(s, rep) for rep in replications]))
+        return [simulate(s, rep, doomed=doomed) for rep in replications]
+    calls = [(s, rep, doomed) for rep in replications]
+    done = dict(runner.map_unordered(_replicate, calls))
     return [done[rep] for rep in replications]
 
 
@@ -110,7 +127,10 @@ def evaluate(scenario: Scenario, rate: float, objective: Objective, replications
     kept and only the rest simulated."""
     s = open_load(scenario, rate, duration_s, warmup_s)
     runs = list(runs or [])
-    runs += _runs(s, range(len(runs), replications), runner)
+    if not any(run.stopped_early_s is not None for run in runs):
+        doomed = doomed_at(s, objective, replications)
+        runs += _runs(s, range(len(runs), replications), runner, doomed)
+    stopped = [run.stopped_early_s for run in runs if run.stopped_early_s is not None]
     summary = summarize(s, runs)
     busy = utilisation(s, summary)
     row = summary.to_dict()
@@ -128,8 +148,9 @@ def evaluate(scenario: Scenario, rate: float, objective: Objective, replications
         "pool_waiting_by_caller": row["pool_waiting_by_caller"],
         **({"workflows": row["workflows"]} if "workflows" in row else {}),
         "waits_for": bottleneck(busy, summary.pool_waiting_by_caller),
-        "met": objective.met(latencies) and summary.failed == 0,
+        "met": objective.met(latencies) and summary.failed == 0 and not stopped,
         "replications": len(runs),
+        **({"stopped_early_s": round(min(stopped), 3)} if stopped else {}),
         "_margin": objective.margin(latencies),
         "_runs": runs,
     }
@@ -222,7 +243,11 @@ def capacity(
         runs = point["_runs"] if point else []
         one = min(1, replications) if not runs else len(runs)
         point = evaluate(scenario, rate, objective, one, duration_s, warmup_s, runner, runs)
-        if point["replications"] < replications and (full or point["_margin"] < PILOT_MARGIN):
+        if (
+            point["replications"] < replications
+            and "stopped_early_s" not in point
+            and (full or point["_margin"] < PILOT_MARGIN)
+        ):
             point = evaluate(scenario, rate, objective, replications, duration_s, warmup_s,
                              runner, point["_runs"])  # fmt: skip
         tried_points[rate] = point

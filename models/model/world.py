@@ -59,6 +59,8 @@ class RunResult:
     orchestration_slot_utilisation: float = 0.0
     worker_slot_utilisation: float = 0.0
     connections_open: int = 0
+    stopped_early_s: float | None = None
+    """When `doomed` ended the run early: the simulated time it stopped at."""
 
     @property
     def calls_per_s(self) -> dict[str, float]:
@@ -78,6 +80,16 @@ class RunResult:
     def calls_per_orchestration(self) -> dict[str, float]:
         n = self.measured or 1
         return {op: count / n for op, count in sorted(self.calls.items())}
+
+
+@dataclass(frozen=True, slots=True)
+class Doomed:
+    """When an objective is missed whatever the rest of a run does: at the first orchestration
+    that fails, or (with `late`) once `late` measured orchestrations have taken longer than
+    `limit_s`. The caller picks `late` so that this many slow ones miss its percentile."""
+
+    limit_s: float
+    late: int | None = None
 
 
 class _Collector:
@@ -197,10 +209,12 @@ def simulate(
     replication: int = 0,
     keep_records: bool = False,
     on_done: Callable[[], None] | None = None,
+    doomed: Doomed | None = None,
 ) -> RunResult:
     """One replication of `scenario`. `keep_records` keeps a record per orchestration and per
     provider call (for traces and timelines; otherwise nothing per orchestration is kept but its
-    latency); `on_done` is called as each orchestration ends (for progress)."""
+    latency); `on_done` is called as each orchestration ends (for progress). With `doomed`, the
+    run stops as soon as its objective is certainly missed (`stopped_early_s` says when)."""
     env = Environment()
     streams = Streams(scenario.seed, replication)
     profile = scenario.profile
@@ -283,7 +297,28 @@ def simulate(
         collector.done, measure_start, arrival_times(scenario, streams),
         programs, streams["workload.mix"], _sequence(scenario, programs),
     )  # fmt: skip
-    env.run(until=env.process(driver.run()))
+    finished = env.process(driver.run())
+    stopped: list[float] = []
+    if doomed is not None:
+        late = [0]
+        stop = env.event()
+        counted = collector.done
+
+        def watch(instance: Instance, end: float, path: Path | None) -> None:
+            counted(instance, end, path)
+            if path is None:
+                late[0] = doomed.late or 1  # a failure misses the objective
+            elif instance.measured and end - instance.started > doomed.limit_s:
+                late[0] += 1
+            if doomed.late is not None and late[0] >= doomed.late or path is None:
+                if not stop.triggered:
+                    stopped.append(env.now)
+                    stop.succeed()
+
+        driver.on_done = watch
+        env.run(until=env.any_of([finished, stop]))
+    else:
+        env.run(until=finished)
 
     start = driver.window_start_s or 0.0
     end = driver.window_end_s if driver.window_end_s is not None else env.now
@@ -336,4 +371,5 @@ def simulate(
         worker_slot_utilisation=min(1.0, utilisation(
             sum(d.busy_s for d in workers) - at_start.get("workers", 0.0), len(workers))),
         connections_open=limit.open,
+        stopped_early_s=stopped[0] if stopped else None,
     )  # fmt: skip
