@@ -24,12 +24,11 @@ from durosim.experiments.capacity import capacity as find_capacity
 from durosim.experiments.capacity import check_objective, parse_slo
 from durosim.experiments.compare import compare as compare_options
 from durosim.experiments.provenance import provenance
-from durosim.experiments.results import Summary, summarize
+from durosim.experiments.results import Summary, run_replications, summarize
 from durosim.experiments.saturation import past_saturation
 from durosim.experiments.size import MAX_EVENTS
 from durosim.model import scenario as scenarios
 from durosim.model.scenario import Scenario
-from durosim.model.world import simulate
 from durosim.sim.config import toml_value
 
 
@@ -98,8 +97,7 @@ def run(
         scenario = replace(scenario, seed=seed)
     if replications is not None:
         scenario = replace(scenario, replications=replications)
-    runs = [simulate(scenario, rep, on_done=on_done) for rep in range(scenario.replications)]
-    summary = summarize(scenario, runs)
+    summary = summarize(scenario, run_replications(scenario, on_done=on_done))
     return RunResult(scenario, summary, past_saturation(scenario, summary))
 
 

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import itertools
-import os
 import sys
 
 import click
 
 from durosim import api
 from durosim.cli.common import echo_json, load_scenario
-from durosim.cli.params import Finite, PositiveFinite
+from durosim.cli.params import Finite, PositiveFinite, executor_options, usable_jobs
 from durosim.cli.paths import figure_path, save_figure
 from durosim.experiments import sweep as sweeps
 from durosim.experiments.capacity import check_objective, parse_slo
@@ -89,25 +88,7 @@ def _vary(text: str) -> tuple[str, list]:
     is_flag=True,
     help="Try rates whose work is far beyond the ordinary (without it the search stops there).",
 )
-@click.option(
-    "--jobs",
-    type=click.IntRange(min=1),
-    default=1,
-    show_default=True,
-    help="Local processes running a rate's replications (the answer does not depend on it).",
-)
-@click.option(
-    "--executor",
-    type=click.Choice(["local", "dask"]),
-    default="local",
-    show_default=True,
-    help=f"dask: run the replications on a Dask cluster ({sweeps.DASK_INSTALL}).",
-)
-@click.option(
-    "--scheduler",
-    metavar="ADDRESS",
-    help="The Dask scheduler, e.g. tcp://h:8786 (its workers need durosim installed).",
-)
+@executor_options("a rate's replications")
 def capacity(scenario, slo, varies, overrides, replications, duration_s, warmup_s, min_rate,
              max_rate, plot, heatmap, as_json, large, jobs, executor, scheduler):  # fmt: skip
     """The highest arrival rate (Poisson, open loop) SCENARIO sustains within the SLO, the
@@ -129,8 +110,7 @@ def capacity(scenario, slo, varies, overrides, replications, duration_s, warmup_
     # a bad scenario fails before any work
     check_objective(objective, load_scenario(scenario, base_overrides, None, None))
     combos = list(itertools.product(*(values for _, values in axes))) or [()]
-    if executor == "local":
-        jobs = max(1, min(jobs, replications, os.cpu_count() or 1))
+    jobs = usable_jobs(executor, jobs, replications, "replications")
     with sweeps.executor(executor, jobs, scheduler) as runner:
         results = _search(
             scenario, slo, axes, combos, base_overrides, replications, duration_s, warmup_s,

@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from durosim.cli.common import echo_json, load_scenario
+from durosim.cli.params import executor_options, usable_jobs
 from durosim.cli.paths import figure_path, output_path, save_figure
 from durosim.experiments import sweep as sweeps
 from durosim.experiments.size import check_points, check_size
@@ -48,31 +49,13 @@ def _workers(executor: str, workers: int) -> str:
     help="Replications per point (default: the scenario's).",
 )
 @click.option(
-    "--jobs",
-    type=click.IntRange(min=1),
-    default=1,
-    show_default=True,
-    help="Local processes running points (1: in this process).",
-)
-@click.option(
     "--out",
     type=click.Path(dir_okay=False),
     default="sweep.csv",
     show_default=True,
     help="CSV of one row per point; the points it already holds are skipped (resume).",
 )
-@click.option(
-    "--executor",
-    type=click.Choice(["local", "dask"]),
-    default="local",
-    show_default=True,
-    help=f"dask: run the points on a Dask cluster ({sweeps.DASK_INSTALL}).",
-)
-@click.option(
-    "--scheduler",
-    metavar="ADDRESS",
-    help="The Dask scheduler, e.g. tcp://h:8786 (its workers need durosim installed).",
-)
+@executor_options("points")
 @click.option("--json", "as_json", is_flag=True, help="Print the rows as one JSON object.")
 @click.option(
     "--large",
@@ -89,13 +72,7 @@ def sweep(scenario, grids, overrides, replications, jobs, out, executor, schedul
     for _, values in grid:
         points *= len(values)
     check_points(points, large, f"--grid ({' x '.join(str(len(v)) for _, v in grid)})")
-    if executor == "local":
-        usable = max(1, min(jobs, points, os.cpu_count() or 1))
-        if usable < jobs:
-            click.echo(
-                f"--jobs {jobs}: {usable} process(es), no more than points and cores", err=True
-            )
-            jobs = usable
+    jobs = usable_jobs(executor, jobs, points, "points")
     runner = sweeps.executor(executor, jobs, scheduler)
     # the file and --set, checked alone first
     check_size(load_scenario(scenario, overrides, None, replications), large, points,

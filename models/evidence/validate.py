@@ -17,10 +17,9 @@ from pathlib import Path
 from durosim.evidence.conditions import WORKLOAD_TABLES
 from durosim.evidence.conditions import overrides as condition_overrides
 from durosim.evidence.trace_format import Trace
-from durosim.experiments.results import summarize
+from durosim.experiments.results import run_replications, summarize
 from durosim.model.profiles import RUNTIMES
 from durosim.model.scenario import Scenario, load_table, read_table, shipped
-from durosim.model.world import simulate
 from durosim.sim.config import ConfigError, toml_value
 from durosim.sim.stats import json_safe, ks_distance, mean, percentile, wasserstein
 
@@ -178,11 +177,7 @@ def predict(
     """What the model predicts, by the names `measured_metrics` uses; open-loop scenarios also
     predict the orchestrations a run loses to the wait timeout (`failed`). `on_replication` is
     called as each replication finishes."""
-    runs = []
-    for rep in range(replications):
-        runs.append(simulate(scenario, rep))
-        if on_replication:
-            on_replication()
+    runs = run_replications(scenario, replications, on_replication=on_replication)
     result = summarize(scenario, runs)
     extra = {
         "deadlocks_per_run": mean(

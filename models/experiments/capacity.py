@@ -240,9 +240,8 @@ def capacity(
         if point is not None and (point["replications"] == replications or not full):
             return point
         check(rate)
-        runs = point["_runs"] if point else []
-        one = min(1, replications) if not runs else len(runs)
-        point = evaluate(scenario, rate, objective, one, duration_s, warmup_s, runner, runs)
+        if point is None:
+            point = evaluate(scenario, rate, objective, 1, duration_s, warmup_s, runner)
         if (
             point["replications"] < replications
             and "stopped_early_s" not in point

@@ -7,6 +7,7 @@ replications. `run`, `compare`, `sweep`, `capacity` and `validate` all read this
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from durosim.model.breakdown import PARTS
@@ -17,8 +18,20 @@ from durosim.sim.stats import mean, mean_ci, percentile
 LATENCY_STATS = ("mean", "p50", "p95", "p99")
 
 
-def run_replications(scenario: Scenario, replications: int | None = None) -> list[RunResult]:
-    return [simulate(scenario, rep) for rep in range(replications or scenario.replications)]
+def run_replications(
+    scenario: Scenario,
+    replications: int | None = None,
+    on_done: Callable[[], None] | None = None,
+    on_replication: Callable[[], None] | None = None,
+) -> list[RunResult]:
+    """`replications` (default: the scenario's) in order; `on_done` is called as each
+    orchestration ends and `on_replication` as each replication does (for progress)."""
+    runs = []
+    for rep in range(replications or scenario.replications):
+        runs.append(simulate(scenario, rep, on_done=on_done))
+        if on_replication:
+            on_replication()
+    return runs
 
 
 def _latency_stat(latencies: list[float], stat: str) -> float:
