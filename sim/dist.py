@@ -181,7 +181,7 @@ def dist_from_toml(value: object, where: str) -> Dist:
         "lognormal": {"kind", "p50_ms", "p99_ms"},
         "empirical": {"kind", "values_ms"},
     }
-    if kind not in allowed:
+    if not isinstance(kind, str) or kind not in allowed:
         raise DistError(f"{where}.kind: {kind!r} is not one of {', '.join(KINDS)}")
     extra = set(value) - allowed[kind]
     if extra:

@@ -104,3 +104,15 @@ def test_the_validation_tables_are_what_validate_writes_today(tmp_path, monkeypa
     for header in PUBLISHED_TABLES:
         rows = _table(published_text, header)
         assert rows and rows == _table(README, header), header
+
+
+def test_the_calibration_the_readme_quotes_is_what_calibrate_finds():
+    from durosim.evidence.calibrate import fit
+    from durosim.evidence.ingest import read_logs
+
+    quoted = re.search(r"finds an RTT of ([\d.]+) ms against ([\d.]+) measured", README)
+    ping = re.search(r"the pool's ping as ([\d.]+) RTT", README)
+    assert quoted and ping
+    result = fit(read_logs([ROOT / "traces/logs/duroxide-0.2.2-pg15-rtt50.jsonl"]))
+    assert f"{result.rtt_ms:.2f}" == quoted.group(1)
+    assert f"{result.ping_round_trips:.2f}" == ping.group(1)

@@ -75,6 +75,13 @@ from durosim.lab.recorder import record as record_run
     "--concurrency slots; the client load runs on the first.",
 )
 @click.option(
+    "--db-cores",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="Pin the throwaway cluster to N CPUs (taskset) and everything else to the others; "
+    "the trace says database_cores = N [default: not pinned].",
+)
+@click.option(
     "--in-flight",
     type=click.IntRange(min=1),
     metavar="K",

@@ -29,6 +29,7 @@ SCENARIO_KEYS = {
     "wait_timeout_ms": "workload.wait_timeout_ms",
     "nodes": "host.nodes",
     "client_nodes": "host.client_nodes",
+    "database_cores": "database.cores",
 }
 # Conditions that describe the run and are not simulated.
 DESCRIPTIVE_KEYS = ("database", "rtt_nominal_ms", "rtt_source")
@@ -65,6 +66,7 @@ def of_scenario(s: Scenario) -> dict:
         wait_timeout_ms=w.wait_timeout_s * 1000.0,
         nodes=s.host.nodes,
         client_nodes=s.host.client_nodes,
+        database_cores=s.database.cores,
         workflows=[to_table(f) for f in w.workflows] or None,
     )
 

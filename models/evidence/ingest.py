@@ -281,6 +281,15 @@ def _text_line(data: LogData, line: str) -> str | None:
 
 _TIMING_NAME = ("procedure_name", "procedure", "operation", "query")
 _TIMING_MEAN = ("avg_ms", "mean_ms", "mean_exec_time", "mean_time")
+_TIMING_TOTAL = ("total_exec_time", "total_time")
+# columns only a pg_stat_statements export has: a file with one is an export, whatever it lacks
+_STATEMENTS_ONLY = ("queryid", "total_exec_time", "total_time", "mean_exec_time", "mean_time")
+
+
+def procedure_of(text: str) -> str | None:
+    """The provider operation a statement's text calls (None: not one of the provider's)."""
+    match = _PROCEDURE.search(text)
+    return PROCEDURES[match.group(1)] if match else None
 
 
 def _timing_table(data: LogData, text: str) -> bool:
@@ -296,8 +305,23 @@ def _timing_table(data: LogData, text: str) -> bool:
     header = [h.strip().lower() for h in next(csv.reader([rows[0]], delimiter=delimiter))]
     name = next((h for h in _TIMING_NAME if h in header), None)
     mean_col = next((h for h in _TIMING_MEAN if h in header), None)
-    if name is None or mean_col is None:
+    total_col = next((h for h in _TIMING_TOTAL if h in header), None)
+    if mean_col is None and total_col is not None and "calls" in header:
+        mean_col = None  # the mean is total / calls, row by row
+    elif name is None or mean_col is None:
+        if any(h in header for h in _STATEMENTS_ONLY):
+            raise IngestError(
+                f"a pg_stat_statements export without the columns calibrate needs (has "
+                f"{', '.join(header[:8])}{', ...' if len(header) > 8 else ''}); it needs query, "
+                "calls and mean_exec_time (or total_exec_time; mean_time/total_time before "
+                "PostgreSQL 13)"
+            )
         return False
+    if name is None:
+        raise IngestError(
+            "a pg_stat_statements export without its query column; it needs query, calls and "
+            "mean_exec_time (or total_exec_time)"
+        )
     for line in rows[1:]:
         data.lines += 1
         try:
@@ -307,7 +331,11 @@ def _timing_table(data: LogData, text: str) -> bool:
             continue
         row = dict(zip(header, (c.strip() for c in cells)))
         procedure = _PROCEDURE.search(row.get(name, ""))
-        mean_ms = _duration(_number(row.get(mean_col)))
+        if mean_col is not None:
+            mean_ms = _duration(_number(row.get(mean_col)))
+        else:
+            total, count = _number(row.get(total_col)), _number(row.get("calls"))
+            mean_ms = _duration(total / count) if total is not None and count else None
         if procedure is None:
             data.skipped["timing row of no provider operation"] += 1
             continue
@@ -336,7 +364,11 @@ def read_logs(paths: list[str | Path]) -> LogData:
         text = raw.decode("utf-8", errors="replace")
         data.paths.append(str(path))
         before, seen = data.used, data.skipped.copy()
-        if not _timing_table(data, text):
+        try:
+            table = _timing_table(data, text)
+        except IngestError as err:
+            raise IngestError(f"{path}: {err}") from None
+        if not table:
             for line in text.splitlines():
                 if not line.strip():
                     continue

@@ -10,7 +10,9 @@
 An orchestration record with a `status` other than "Completed" (or empty) did not complete (it
 failed or its client's wait timed out); its `end_ms` is when the client gave up. Beside
 `conditions` the header may say how many orchestrations `arrivals` started and how many `failed`
-(open loop).
+(open loop), and `server` what the database spent while it ran (`durosim record`:
+`cpu_busy`, its CPU seconds over the window and its cores; `statements`, each stored procedure's
+`calls` and `mean_ms` from pg_stat_statements).
 Unknown keys and record types are kept and ignored, so the format can grow. The simulator writes
 its own traces in the same format, so nothing downstream can tell simulated from measured.
 """
@@ -77,6 +79,9 @@ class Trace:
     """Orchestrations started, when the header says (open loop)."""
     failed: int | None = None
     """Orchestrations that never completed, when the header says (open loop)."""
+    server: dict | None = None
+    """What the database server spent during the run, when the header says: `cpu_busy` (0-1),
+    `cores`, and `statements` {op: {"calls", "mean_ms"}}."""
 
     @property
     def measured(self) -> list[Orchestration]:
@@ -124,6 +129,8 @@ def read_trace(path: str | Path) -> Trace:
             if value < 0:
                 raise TraceError(f"{path}:{n}: '{key}' must be >= 0, got {value}")
             setattr(trace, key, value)
+    if "server" in header:
+        trace.server = _server(header["server"], f"{path}:{n}")
     for n, line in rows[1:]:
         where = f"{path}:{n}"
         record = _json(line, where)
@@ -166,6 +173,32 @@ def read_trace(path: str | Path) -> Trace:
     if not trace.orchestrations and not trace.summaries and not trace.calls:
         raise TraceError(f"{path}: no orchestration, summary or call records after the header")
     return trace
+
+
+def _server(value: object, where: str) -> dict:
+    """The header's `server` object, checked: finite numbers where numbers are."""
+    if not isinstance(value, dict):
+        raise TraceError(f"{where}: 'server' must be an object")
+    out = {}
+    for key in ("window_s", "cpu_s", "cpu_busy", "cores"):
+        if key in value:
+            number = _number(value, key, f"{where}: server")
+            if number < 0:
+                raise TraceError(f"{where}: server '{key}' must be >= 0, got {number}")
+            out[key] = number
+    statements = value.get("statements", {})
+    if not isinstance(statements, dict):
+        raise TraceError(f"{where}: server 'statements' must be an object")
+    out["statements"] = {}
+    for op, cost in statements.items():
+        if not isinstance(cost, dict):
+            raise TraceError(f"{where}: server statement '{op}' must be an object")
+        calls = _number(cost, "calls", f"{where}: server statement '{op}'", whole=True)
+        mean = _number(cost, "mean_ms", f"{where}: server statement '{op}'")
+        if calls < 0 or mean < 0:
+            raise TraceError(f"{where}: server statement '{op}' needs calls and mean_ms >= 0")
+        out["statements"][str(op)] = {"calls": int(calls), "mean_ms": mean}
+    return out
 
 
 def _json(line: str, where: str) -> object:

@@ -7,6 +7,11 @@ or is interrupted. The server's durability settings are left at PostgreSQL's def
 synchronous_commit on), as in the lab: a recording measures a real server. initdb and postgres
 refuse to run as root; as root they run as the `postgres` OS user (`runuser -u postgres --`),
 which owns the folder. Left out: everything pg.sh did for the lab's network namespace.
+
+Beyond the lab: `pg_stat_statements` is loaded (each stored procedure's calls and execution time,
+for the server's cost per statement) and `cores` pins the server, every backend it forks
+included, to the first `cores` CPUs (`taskset`), as a database host of that size would have.
+`server_cpu_s` reads the server's CPU time from /proc, for the busy fraction of a run.
 """
 
 from __future__ import annotations
@@ -40,6 +45,9 @@ SETTINGS = {
     "listen_addresses": "'127.0.0.1'",
     "max_connections": "100",
     "shared_buffers": "256MB",
+    # the server's cost per statement: each top-level call (a stored procedure) timed
+    "shared_preload_libraries": "'pg_stat_statements'",
+    "pg_stat_statements.track": "'top'",
 }
 
 
@@ -109,10 +117,12 @@ def _log_tail(path: Path) -> str:
 
 
 @contextmanager
-def throwaway_cluster(database: str = "durosim") -> Iterator[str]:
-    """Yield the URL of a database on a fresh, private PostgreSQL server; remove it all after."""
+def throwaway_cluster(database: str = "durosim", cores: int | None = None) -> Iterator[str]:
+    """Yield the URL of a database on a fresh, private PostgreSQL server; remove it all after.
+    `cores`: run the server on CPUs 0 to cores-1 only."""
     binaries = find_binaries()
     prefix = _as_server_user()
+    pin = pin_prefix(cores)
     root = Path(tempfile.mkdtemp(prefix="durosim-pg-"))
     data = root / "data"
     log = root / "postgres.log"
@@ -142,7 +152,8 @@ def throwaway_cluster(database: str = "durosim") -> Iterator[str]:
             _write_settings(data, root, port, owner=bool(prefix))
             try:
                 _run(
-                    prefix
+                    pin
+                    + prefix
                     + [
                         str(binaries / "pg_ctl"),
                         "-D",
@@ -188,8 +199,75 @@ def _create_database(port: int, database: str) -> None:
             f"postgres://postgres@127.0.0.1:{port}/postgres", autocommit=True, connect_timeout=10
         ) as conn:
             conn.execute(f'CREATE DATABASE "{database}"')
+        with psycopg.connect(
+            f"postgres://postgres@127.0.0.1:{port}/{database}", autocommit=True, connect_timeout=10
+        ) as conn:
+            conn.execute("CREATE EXTENSION pg_stat_statements")
     except psycopg.Error as err:
         raise ClusterError(f"cannot create database {database}: {str(err).strip()}") from None
+
+
+def pin_prefix(cores: int | None) -> list[str]:
+    """The command prefix that runs a program on CPUs 0 to cores-1 (nothing for None)."""
+    if cores is None:
+        return []
+    return ["taskset", "-c", ",".join(str(cpu) for cpu in split_cpus(cores)[0])]
+
+
+def split_cpus(cores: int) -> tuple[list[int], list[int]]:
+    """This process's CPUs split in two: the first `cores` for the server, the rest (or all,
+    when none is left) for everything else."""
+    available = sorted(os.sched_getaffinity(0))
+    if not 1 <= cores <= len(available):
+        raise ClusterError(f"--db-cores {cores}: this machine has {len(available)} CPUs to pin to")
+    if shutil.which("taskset") is None:
+        raise ClusterError("pinning the server to cores needs taskset (util-linux)")
+    return available[:cores], available[cores:] or available
+
+
+def server_pid(dsn: str) -> int | None:
+    """The postmaster's process id, when the server runs on this machine and says where its
+    data folder is (a superuser, or pg_read_all_settings); None otherwise."""
+    import psycopg
+
+    try:
+        with psycopg.connect(dsn, autocommit=True, connect_timeout=10) as conn:
+            row = conn.execute("select current_setting('data_directory', true)").fetchone()
+    except psycopg.Error:
+        return None
+    if not row or not row[0]:
+        return None
+    return _postmaster_pid(Path(row[0]))
+
+
+def server_cpu_s(pid: int) -> float | None:
+    """CPU seconds (user + system) the server with postmaster `pid` has used: the postmaster's
+    own and its reaped children's, plus every living child's (the backends, the background
+    workers); None when /proc cannot tell."""
+    tick = os.sysconf("SC_CLK_TCK")
+    own = _proc_stat(pid)
+    if own is None:
+        return None
+    total = own[0] + own[1] + own[2] + own[3]  # utime, stime, cutime, cstime
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and int(entry) != pid:
+            stat = _proc_stat(int(entry), parent=pid)
+            if stat is not None:
+                total += stat[0] + stat[1]
+    return total / tick
+
+
+def _proc_stat(pid: int, parent: int | None = None) -> tuple[int, int, int, int] | None:
+    """utime, stime, cutime, cstime (clock ticks) of `pid`, or None (gone, or not a child of
+    `parent` when one is given)."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = text[text.rindex(")") + 2 :].split()
+    if parent is not None and int(fields[1]) != parent:
+        return None
+    return int(fields[11]), int(fields[12]), int(fields[13]), int(fields[14])
 
 
 def _stop(binaries: Path, prefix: list[str], data: Path) -> None:

@@ -57,6 +57,8 @@ class Plan:
     load runs on the first."""
     workload: str = ""
     """A scenario file whose workflows the run starts instead of the fan-out (`--workload`)."""
+    database_cores: int | None = None
+    """The throwaway cluster pinned to this many CPUs (`--db-cores`); None: not pinned."""
 
     def workflows(self) -> tuple:
         """The scenario's workflows (none without `--workload`)."""
@@ -95,6 +97,7 @@ class Plan:
             wait_timeout_ms=self.wait_timeout_ms,
             nodes=self.nodes,
             client_nodes=1,
+            database_cores=self.database_cores,
             workflows=[to_table(w) for w in self.workflows()] or None,
         )
 

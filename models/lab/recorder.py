@@ -30,7 +30,8 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from durosim.lab.cluster import ClusterError, throwaway_cluster
+from durosim.lab.cluster import ClusterError, split_cpus, throwaway_cluster
+from durosim.lab.server_watch import ServerWatch
 from durosim.lab.delay_proxy import ProxyProcess
 from durosim.lab.driver import Driver, Failed, Plan, Progress, TraceWriter, first_line
 from durosim.lab.nodes import NodeProcess
@@ -65,6 +66,17 @@ def _environment(values: dict[str, str]) -> Iterator[None]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+@contextmanager
+def _affinity(cpus: list[int]) -> Iterator[None]:
+    """Run this thread, and the threads and processes it starts, on `cpus`; restore after."""
+    old = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, cpus)
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, old)
 
 
 class _Signals:
@@ -226,6 +238,7 @@ def _plan(options: dict) -> Plan:
         wait_timeout_ms=options["wait_timeout_ms"],
         nodes=options["nodes"],
         workload=workload,
+        database_cores=options.get("db_cores"),
     )
 
 
@@ -240,6 +253,14 @@ def record(options: dict) -> dict:
         raise InputError(f"--out {out}: its folder does not exist")
     if dsn is not None and urlsplit(dsn).scheme not in ("postgres", "postgresql"):
         raise InputError("--dsn: expected a URL, postgres://USER@HOST:PORT/DATABASE")
+    if dsn is not None and plan.database_cores is not None:
+        raise InputError("--db-cores pins the throwaway cluster; it cannot apply with --dsn")
+    others = None
+    if plan.database_cores is not None:
+        try:
+            others = split_cpus(plan.database_cores)[1]
+        except ClusterError as err:
+            raise InputError(str(err)) from None
     duroxide = import_duroxide()
     check_psycopg()
     env = {"DUROXIDE_PG_POOL_MAX": str(plan.pool_size)}
@@ -249,9 +270,14 @@ def record(options: dict) -> dict:
     with _Signals() as signals, ExitStack() as stack:
         try:
             stack.enter_context(_environment(env))
+            if others is not None:  # the runtime, its nodes and the proxy off the server's CPUs
+                stack.enter_context(_affinity(others))
             scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="durosim-rec-")))
             if dsn is None:
-                server_dsn, where = stack.enter_context(throwaway_cluster()), "throwaway cluster"
+                server_dsn = stack.enter_context(throwaway_cluster(cores=plan.database_cores))
+                where = "throwaway cluster" + (
+                    f", pinned to {plan.database_cores} CPU(s)" if plan.database_cores else ""
+                )
             else:
                 server_dsn, where = dsn, f"the database at {redact(dsn)}"
             database, server = server_of(server_dsn)
@@ -286,7 +312,9 @@ def record(options: dict) -> dict:
                     nodes.enter_context(NodeProcess(path_dsn, schema, plan, number))
                 with Progress(length, f"recording {plan.mode}") as progress:
                     driver = Driver(client, plan, writer, progress)
+                    watch = ServerWatch(server_dsn, plan.database_cores)
                     _run_interruptibly(driver, signals.ignore)
+                    driver.header["server"] = watch.stop()
             if options["calls"] and driver.t0_wall is not None:
                 for call in _call_records(log_path, driver.t0_wall):
                     writer.write(call)

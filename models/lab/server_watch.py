@@ -1,0 +1,87 @@
+"""What the database server spent during a recording: its CPU time, from /proc (a server on this
+machine), and each stored procedure's calls and execution time, from `pg_stat_statements` (the
+throwaway cluster loads it; a user's database may have it).
+
+The header of the trace carries it beside the conditions:
+
+    "server": {"window_s": 41.2, "cpu_s": 17.9, "cpu_busy": 0.434, "cores": 1,
+               "statements": {"fetch_orchestration_item": {"calls": 4120, "mean_ms": 0.21,
+                              "stddev_ms": 0.08}, ...}}
+
+`cpu_busy` is CPU seconds over window × cores: every backend, the postmaster and its background
+workers, for whatever they did (statements, sqlx's pings, connection set-up, autovacuum).
+`mean_ms` is pg_stat_statements' mean execution time of the call: CPU plus any wait for a lock,
+for I/O or, on a saturated server, for a core.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from durosim.evidence.ingest import procedure_of
+from durosim.lab.cluster import server_cpu_s, server_pid
+
+STATS_QUERY = (
+    "select query, calls, total_exec_time, stddev_exec_time from pg_stat_statements "
+    "where dbid = (select oid from pg_database where datname = current_database())"
+)
+
+
+class ServerWatch:
+    """Start before the workload, stop after: the server's CPU and statement costs between."""
+
+    def __init__(self, dsn: str, cores: int | None):
+        self.dsn = dsn
+        self.cores = cores or os.cpu_count() or 1
+        self.pid = server_pid(dsn)
+        self.statements = self._query("select pg_stat_statements_reset()") is not None
+        self.cpu0 = self._cpu()
+        self.t0 = time.monotonic()
+
+    def _cpu(self) -> float | None:
+        return None if self.pid is None else server_cpu_s(self.pid)
+
+    def _query(self, sql: str) -> list | None:
+        import psycopg
+
+        try:
+            with psycopg.connect(self.dsn, autocommit=True, connect_timeout=10) as conn:
+                return conn.execute(sql).fetchall()
+        except psycopg.Error:
+            return None
+
+    def stop(self) -> dict:
+        """The header's `server` object (keys it could not measure are left out)."""
+        window = time.monotonic() - self.t0
+        cpu1 = self._cpu()
+        out: dict = {"window_s": round(window, 3), "cores": self.cores}
+        if self.cpu0 is not None and cpu1 is not None and window > 0:
+            out["cpu_s"] = round(cpu1 - self.cpu0, 3)
+            out["cpu_busy"] = round((cpu1 - self.cpu0) / (window * self.cores), 4)
+        rows = self._query(STATS_QUERY) if self.statements else None
+        if rows is not None:
+            out["statements"] = statement_costs(rows)
+        return out
+
+
+def statement_costs(rows: list) -> dict:
+    """pg_stat_statements rows (query, calls, total ms, stddev ms) -> the provider's procedures'
+    calls and mean execution time; several texts of one procedure are pooled."""
+    totals: dict[str, list[float]] = {}
+    for query, calls, total_ms, stddev_ms in rows:
+        op = procedure_of(query or "")
+        if op is None or not calls:
+            continue
+        entry = totals.setdefault(op, [0, 0.0, 0.0])
+        entry[0] += calls
+        entry[1] += total_ms
+        entry[2] += (stddev_ms or 0.0) ** 2 * calls
+    return {
+        op: {
+            "calls": int(calls),
+            "mean_ms": round(total / calls, 4),
+            "stddev_ms": round((squares / calls) ** 0.5, 4),
+        }
+        for op, (calls, total, squares) in sorted(totals.items())
+    }
