@@ -29,12 +29,12 @@ from durosim.evidence.ingest import (
     Statement,
     match_provider_calls,
 )
-
-PROCEDURE_OPS = frozenset(PROCEDURES.values())
 from durosim.evidence.trace_format import Trace
 from durosim.model.scenario import load_table
 from durosim.sim.errors import InputError
 from durosim.sim.stats import percentile
+
+PROCEDURE_OPS = frozenset(PROCEDURES.values())
 
 CHEAP_OPS = ("fetch_history", "get_custom_status")
 READ_SERVER_MS = 0.15

@@ -33,6 +33,11 @@ FAILED_FACTOR = 1.5
 factor of the measured count; where none failed for real, fewer than one a run predicted."""
 
 
+# The server's CPU busy fraction, when a recording measured it: compared in percentage points.
+SERVER_BUSY = "server_cpu_busy_pct"
+SERVER_BUSY_TOLERANCE_POINTS = 10.0
+
+
 def tolerance_pct(metric: str, rtt_ms: float) -> float:
     """The allowed error: at RTT >= 20 ms 10% (15% for p95); below, where the 100 ms poll
     quantises latency and two real runs differ by up to 20%, 25%."""
@@ -55,6 +60,8 @@ class Comparison:
     extra: dict[str, float] = field(default_factory=dict)
     simulated_latencies_ms: list[float] = field(default_factory=list)
     measured_latencies_ms: list[float] = field(default_factory=list)
+    conditions: dict = field(default_factory=dict)
+    """The trace's conditions."""
 
     def as_json(self) -> dict:
         out = {
@@ -168,6 +175,12 @@ def measured_metrics(trace: Trace) -> dict[str, float]:
     return out
 
 
+def _server_busy(trace: Trace) -> float | None:
+    """The measured server CPU busy, in percent, when the trace's header has it."""
+    busy = (trace.server or {}).get("cpu_busy")
+    return None if busy is None else busy * 100.0
+
+
 def predict(
     scenario: Scenario,
     replications: int,
@@ -194,6 +207,7 @@ def predict(
         else {}
     )
     predicted["throughput_per_s"] = result.throughput_per_s
+    predicted[SERVER_BUSY] = result.server_utilisation * 100.0
     if summary:
         predicted["completed"] = mean([float(run.completed) for run in runs])
         predicted["total_s"] = mean([run.total_s or math.nan for run in runs])
@@ -314,9 +328,18 @@ def compare(
     errors: dict[str, float] = {}
     allowed: dict[str, float] = {}
     ok = True
+    busy = _server_busy(trace)
+    if busy is not None:
+        measured[SERVER_BUSY] = busy
     for metric, value in measured.items():
         if metric == "failed":
             ok = ok and failed_ok(value, predicted.get("failed", 0.0))
+            continue
+        if metric == SERVER_BUSY:  # percentage points, not a relative error
+            points = predicted[SERVER_BUSY] - value
+            errors[metric] = round(points, 2)
+            allowed[metric] = (tolerances or {}).get(metric, SERVER_BUSY_TOLERANCE_POINTS)
+            ok = ok and abs(points) <= allowed[metric]
             continue
         if metric not in predicted:  # nothing completed in the model
             errors[metric] = math.nan
@@ -343,6 +366,8 @@ def compare(
     if measured_latencies and latencies:
         extra["ks_distance"] = round(ks_distance(measured_latencies, latencies), 4)
         extra["wasserstein_ms"] = round(wasserstein(measured_latencies, latencies), 2)
+    if busy is None:
+        predicted.pop(SERVER_BUSY)
     return Comparison(
         trace=trace.path,
         measured={k: round(v, 4) for k, v in measured.items()},
@@ -356,6 +381,7 @@ def compare(
         extra=extra,
         simulated_latencies_ms=latencies,
         measured_latencies_ms=measured_latencies,
+        conditions=trace.conditions,
     )
 
 

@@ -10,6 +10,8 @@ from durosim.evidence.validate import (
     CALLS_TOLERANCE_PCT,
     FAILED_FACTOR,
     RTT_SEARCH_MS,
+    SERVER_BUSY,
+    SERVER_BUSY_TOLERANCE_POINTS,
     Comparison,
     CrossCheck,
     failed_ok,
@@ -42,6 +44,8 @@ def _conditions(c: Comparison) -> str:
     ]
     if s.host.nodes > 1:
         parts.append(f"{s.host.nodes} nodes")
+    if "database_cores" in c.conditions:
+        parts.append(f"db {s.database.cores} core{'s' if s.database.cores > 1 else ''}")
     if w.activity.mean:
         parts.append(f"act {w.activity.mean * 1000:g} ms")
     if o.dispatcher_poll_interval_s != 0.1:
@@ -112,6 +116,31 @@ def markdown(
             name = f"{Path(c.trace).parent.name}/{Path(c.trace).stem}"
             lines.append(
                 f"| {name} | {c.extra.get('arrivals', '')} | {measured:g} / {predicted:.3g}{mark} |"
+            )
+        lines.append("")
+    loaded = [c for c in comparisons if SERVER_BUSY in c.measured]
+    if loaded:
+        lines += [
+            "The database's load, in recordings that measured it: the server's CPU busy "
+            "(percentage points off; tolerance "
+            f"{SERVER_BUSY_TOLERANCE_POINTS:g}), then the measured node's latency and "
+            "throughput as above; measured / predicted.",
+            "",
+            "| trace | nodes | server CPU % | mean ms | p95 ms | orch/s |",
+            "|---|---:|---|---|---|---|",
+        ]
+        for c in loaded:
+            name = f"{Path(c.trace).parent.name}/{Path(c.trace).stem}"
+            points = c.errors_pct[SERVER_BUSY]
+            mark = "" if abs(points) <= c.tolerances_pct[SERVER_BUSY] else " **✗**"
+            busy = (
+                f"{c.measured[SERVER_BUSY]:.0f} / {c.predicted[SERVER_BUSY]:.0f} "
+                f"({points:+.1f}){mark}"
+            )
+            lines.append(
+                f"| {name} | {c.scenario.host.nodes} | {busy} | "
+                + " | ".join(_cell(c, m) for m in ("mean_ms", "p95_ms", "throughput_per_s"))
+                + " |"
             )
         lines.append("")
     mixes = [c for c in comparisons if len(c.extra.get("workflows", {})) > 1]

@@ -20,11 +20,18 @@ class ChildProcess:
         # like a module (bisect.py, random.py) cannot replace the one the child imports
         self.command = [sys.executable, "-P", "-c", code, *args]
         self.process: subprocess.Popen | None = None
+        self.env: dict[str, str] | None = None
+        """The child's environment; None: this process's."""
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
     def first_line(self) -> str:
+        self.launch()
+        return self.read_first_line()
+
+    def launch(self) -> None:
+        """Start the child (`read_first_line` then waits for what it says first)."""
         self.process = subprocess.Popen(
             self.command,
             stdin=subprocess.PIPE,
@@ -32,7 +39,10 @@ class ChildProcess:
             stderr=subprocess.PIPE,
             text=True,
             start_new_session=True,
+            env=self.env,
         )
+
+    def read_first_line(self) -> str:
         line = self.process.stdout.readline().strip()
         if not line:
             error = self.process.stderr.read().strip().splitlines()

@@ -117,12 +117,12 @@ def _log_tail(path: Path) -> str:
 
 
 @contextmanager
-def throwaway_cluster(database: str = "durosim", cores: int | None = None) -> Iterator[str]:
+def throwaway_cluster(database: str = "durosim", cpus: list[int] | None = None) -> Iterator[str]:
     """Yield the URL of a database on a fresh, private PostgreSQL server; remove it all after.
-    `cores`: run the server on CPUs 0 to cores-1 only."""
+    `cpus`: run the server on these CPUs only (`split_cpus` chooses them)."""
     binaries = find_binaries()
     prefix = _as_server_user()
-    pin = pin_prefix(cores)
+    pin = pin_prefix(cpus)
     root = Path(tempfile.mkdtemp(prefix="durosim-pg-"))
     data = root / "data"
     log = root / "postgres.log"
@@ -207,16 +207,18 @@ def _create_database(port: int, database: str) -> None:
         raise ClusterError(f"cannot create database {database}: {str(err).strip()}") from None
 
 
-def pin_prefix(cores: int | None) -> list[str]:
-    """The command prefix that runs a program on CPUs 0 to cores-1 (nothing for None)."""
-    if cores is None:
+def pin_prefix(cpus: list[int] | None) -> list[str]:
+    """The command prefix that runs a program on `cpus` (nothing for None)."""
+    if cpus is None:
         return []
-    return ["taskset", "-c", ",".join(str(cpu) for cpu in split_cpus(cores)[0])]
+    if shutil.which("taskset") is None:
+        raise ClusterError("pinning the server to cores needs taskset (util-linux)")
+    return ["taskset", "-c", ",".join(str(cpu) for cpu in cpus)]
 
 
 def split_cpus(cores: int) -> tuple[list[int], list[int]]:
     """This process's CPUs split in two: the first `cores` for the server, the rest (or all,
-    when none is left) for everything else."""
+    when none is left) for everything else. Split before this process narrows its own."""
     available = sorted(os.sched_getaffinity(0))
     if not 1 <= cores <= len(available):
         raise ClusterError(f"--db-cores {cores}: this machine has {len(available)} CPUs to pin to")

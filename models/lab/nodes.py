@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import signal
 import sys
+from contextlib import ExitStack
 
 from durosim.lab.child import ChildProcess
 from durosim.lab.driver import Plan, first_line
@@ -28,6 +30,16 @@ class NodeProcess(ChildProcess):
     def __init__(self, dsn: str, schema: str, plan: Plan, number: int):
         args = {"dsn": dsn, "schema": schema, "plan": dataclasses.asdict(plan), "number": number}
         super().__init__(f"runtime node {number}", _CHILD, [json.dumps(args)])
+        # record --calls sets RUST_LOG for its own node's log; with it a node would log to its
+        # standard output, where its parent reads "ready"
+        self.env = {key: value for key, value in os.environ.items() if key != "RUST_LOG"}
+
+    def read_first_line_or_error(self) -> str:
+        """Its first line, or its error's last line when it exited without one."""
+        try:
+            return self.read_first_line()
+        except OSError as err:
+            return str(err)
 
     def __enter__(self) -> NodeProcess:
         try:
@@ -38,6 +50,34 @@ class NodeProcess(ChildProcess):
             self.stop()
             raise ExternalError(f"{self.what} did not start: {line}")
         return self
+
+
+# What a node says when the server had no connection left for it (max_connections reached:
+# sqlx retried "too many clients" until its acquire timeout).
+REFUSED = "pool timed out"
+
+
+def start_nodes(stack: ExitStack, dsn: str, schema: str, plan: Plan) -> list[str]:
+    """Start nodes 2..plan.nodes at once, as a deployment's hosts start, and wait until each is
+    ready; stop them when `stack` closes. A node the server refused connections (its pool timed
+    out) is left out and its error line returned; any other failure raises."""
+    nodes = [NodeProcess(dsn, schema, plan, number) for number in range(2, plan.nodes + 1)]
+    for node in nodes:
+        node.launch()
+        stack.callback(node.stop)
+    refused = []
+    for node in nodes:
+        line = node.read_first_line_or_error()
+        if line == READY:
+            continue
+        if REFUSED in line:
+            refused.append(line)
+            node.stop()
+            continue
+        raise ExternalError(
+            line if line.startswith(node.what) else f"{node.what} did not start: {line}"
+        )
+    return refused
 
 
 def _serve(text: str) -> None:

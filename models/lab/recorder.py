@@ -30,11 +30,12 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import click
+
 from durosim.lab.cluster import ClusterError, split_cpus, throwaway_cluster
-from durosim.lab.server_watch import ServerWatch
 from durosim.lab.delay_proxy import ProxyProcess
 from durosim.lab.driver import Driver, Failed, Plan, Progress, TraceWriter, first_line
-from durosim.lab.nodes import NodeProcess
+from durosim.lab.nodes import start_nodes
 from durosim.lab.real_runtime import (
     check_psycopg,
     drop_schema,
@@ -46,6 +47,7 @@ from durosim.lab.real_runtime import (
     through,
     upstream,
 )
+from durosim.lab.server_watch import ServerWatch
 from durosim.sim.errors import ExternalError, InputError, Interrupted
 
 CALLS_RUST_LOG = "warn,duroxide_pg=debug,sqlx::query=debug,duroxide::runtime=debug"
@@ -255,10 +257,10 @@ def record(options: dict) -> dict:
         raise InputError("--dsn: expected a URL, postgres://USER@HOST:PORT/DATABASE")
     if dsn is not None and plan.database_cores is not None:
         raise InputError("--db-cores pins the throwaway cluster; it cannot apply with --dsn")
-    others = None
+    server_cpus = others = None
     if plan.database_cores is not None:
         try:
-            others = split_cpus(plan.database_cores)[1]
+            server_cpus, others = split_cpus(plan.database_cores)
         except ClusterError as err:
             raise InputError(str(err)) from None
     duroxide = import_duroxide()
@@ -274,7 +276,7 @@ def record(options: dict) -> dict:
                 stack.enter_context(_affinity(others))
             scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="durosim-rec-")))
             if dsn is None:
-                server_dsn = stack.enter_context(throwaway_cluster(cores=plan.database_cores))
+                server_dsn = stack.enter_context(throwaway_cluster(cpus=server_cpus))
                 where = "throwaway cluster" + (
                     f", pinned to {plan.database_cores} CPU(s)" if plan.database_cores else ""
                 )
@@ -304,17 +306,26 @@ def record(options: dict) -> dict:
                 except RuntimeError as err:
                     raise ExternalError(f"--calls: {first_line(err)} (once per process)") from None
             length = plan.warmup + (100 if plan.mode in ("stress", "open") else plan.count)
+            watch = ServerWatch(server_dsn, plan.database_cores)
+            stack.callback(watch.close)
             with (
                 running_runtime(duroxide, server_dsn, path_dsn, schema, plan) as client,
                 ExitStack() as nodes,
             ):
-                for number in range(2, plan.nodes + 1):
-                    nodes.enter_context(NodeProcess(path_dsn, schema, plan, number))
+                refused = start_nodes(nodes, path_dsn, schema, plan)
+                if refused:
+                    click.echo(
+                        f"{len(refused)} of {plan.nodes - 1} other nodes could not connect: "
+                        f"{refused[0]}",
+                        err=True,
+                    )
                 with Progress(length, f"recording {plan.mode}") as progress:
                     driver = Driver(client, plan, writer, progress)
-                    watch = ServerWatch(server_dsn, plan.database_cores)
+                    watch.start()
                     _run_interruptibly(driver, signals.ignore)
                     driver.header["server"] = watch.stop()
+                    if refused:
+                        driver.header["nodes_refused"] = len(refused)
             if options["calls"] and driver.t0_wall is not None:
                 for call in _call_records(log_path, driver.t0_wall):
                     writer.write(call)
@@ -370,7 +381,9 @@ def _summary_line(out: Path, driver: Driver, rtt_ms: float) -> str:
     if driver.summary is not None:
         s = driver.summary
         text += f", {s['completed']} completed in {s['total_s']:g} s ({s['throughput_per_s']:g}/s)"
-    if driver.header:
-        h = driver.header
+    h = driver.header
+    if "arrivals" in h:
         text += f", {h['arrivals']} arrived, {h['failed']} did not complete"
+    if "cpu_busy" in h.get("server", {}):
+        text += f", server CPU {h['server']['cpu_busy']:.0%} busy"
     return text

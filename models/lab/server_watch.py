@@ -11,7 +11,9 @@ The header of the trace carries it beside the conditions:
 `cpu_busy` is CPU seconds over window × cores: every backend, the postmaster and its background
 workers, for whatever they did (statements, sqlx's pings, connection set-up, autovacuum).
 `mean_ms` is pg_stat_statements' mean execution time of the call: CPU plus any wait for a lock,
-for I/O or, on a saturated server, for a core.
+for I/O or, on a saturated server, for a core. `host_cpu_busy` is everything else on this machine
+(the runtime nodes, the client, the proxy) over the window and the CPUs left to it: a run where it
+nears 1 measured the runtime's host, not the database.
 """
 
 from __future__ import annotations
@@ -29,15 +31,37 @@ STATS_QUERY = (
 
 
 class ServerWatch:
-    """Start before the workload, stop after: the server's CPU and statement costs between."""
+    """Open before the runtime (a full server would refuse a connection later), `start` before
+    the workload, `stop` after: the server's CPU and statement costs between; `close` at the
+    end. Keeps one connection of its own for the whole run."""
 
     def __init__(self, dsn: str, cores: int | None):
-        self.dsn = dsn
+        import psycopg
+
         self.cores = cores or os.cpu_count() or 1
+        self.conn = None
+        try:
+            self.conn = psycopg.connect(dsn, autocommit=True, connect_timeout=10)
+        except psycopg.Error:
+            pass
         self.pid = server_pid(dsn)
-        self.statements = self._query("select pg_stat_statements_reset()") is not None
-        self.cpu0 = self._cpu()
+        self.statements = False
+        self.cpu0: float | None = None
+        self.machine0: float | None = None
+        self.host_cpus = 1
         self.t0 = time.monotonic()
+
+    def start(self) -> None:
+        self.statements = self._query("select pg_stat_statements_reset()") is not None
+        self.host_cpus = len(os.sched_getaffinity(0))
+        self.cpu0 = self._cpu()
+        self.machine0 = machine_cpu_s()
+        self.t0 = time.monotonic()
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
 
     def _cpu(self) -> float | None:
         return None if self.pid is None else server_cpu_s(self.pid)
@@ -45,9 +69,10 @@ class ServerWatch:
     def _query(self, sql: str) -> list | None:
         import psycopg
 
+        if self.conn is None:
+            return None
         try:
-            with psycopg.connect(self.dsn, autocommit=True, connect_timeout=10) as conn:
-                return conn.execute(sql).fetchall()
+            return self.conn.execute(sql).fetchall()
         except psycopg.Error:
             return None
 
@@ -55,14 +80,30 @@ class ServerWatch:
         """The header's `server` object (keys it could not measure are left out)."""
         window = time.monotonic() - self.t0
         cpu1 = self._cpu()
+        machine1 = machine_cpu_s()
         out: dict = {"window_s": round(window, 3), "cores": self.cores}
         if self.cpu0 is not None and cpu1 is not None and window > 0:
             out["cpu_s"] = round(cpu1 - self.cpu0, 3)
             out["cpu_busy"] = round((cpu1 - self.cpu0) / (window * self.cores), 4)
+            if self.machine0 is not None and machine1 is not None:
+                rest = (machine1 - self.machine0) - (cpu1 - self.cpu0)
+                out["host_cpu_busy"] = round(max(rest, 0.0) / (window * self.host_cpus), 4)
         rows = self._query(STATS_QUERY) if self.statements else None
         if rows is not None:
             out["statements"] = statement_costs(rows)
         return out
+
+
+def machine_cpu_s() -> float | None:
+    """CPU seconds every CPU of this machine has been busy (user, nice, system, irq, softirq,
+    steal), from /proc/stat; None where there is none."""
+    try:
+        with open("/proc/stat") as handle:
+            fields = handle.readline().split()
+    except OSError:
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in fields[1:9])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
 def statement_costs(rows: list) -> dict:

@@ -1,0 +1,132 @@
+"""The database as the bottleneck: a recording on a server pinned to one CPU says what the server
+spent (its CPU busy fraction, each procedure's calls and execution time), calibrate and validate
+use it, and a user's pg_stat_statements export is read or refused in one line. The recording
+runs the real runtime on a throwaway PostgreSQL: it fails, it is not skipped, without them."""
+
+import json
+
+import pytest
+
+from durosim.evidence.calibrate import fit, from_trace
+from durosim.evidence.ingest import IngestError, read_logs
+from durosim.evidence.trace_format import TraceError, read_trace
+from durosim.evidence.validate import SERVER_BUSY, compare
+from durosim.lab.server_watch import statement_costs
+from tests.test_record import run
+
+
+@pytest.fixture(scope="module")
+def pinned(tmp_path_factory):
+    """One run on a server pinned to one CPU, an idle second node beside the measured one."""
+    path = tmp_path_factory.mktemp("pinned") / "pinned.jsonl"
+    code, out, err = run(
+        "record", "--db-cores", 1, "--nodes", 2, "--poll-interval-ms", 10, "--fanout", 3,
+        "--warmup", 1, "--count", 6, "--calls", "--json", "--out", path,
+    )  # fmt: skip
+    assert code == 0, err
+    return read_trace(path), json.loads(out)
+
+
+def test_the_header_says_what_the_server_spent(pinned):
+    trace, printed = pinned
+    assert trace.conditions["database_cores"] == 1 and trace.conditions["nodes"] == 2
+    server = trace.server
+    assert server["cores"] == 1 and server["window_s"] > 0
+    # two runtimes polling every 10 ms keep one core visibly busy, never more than all of it
+    assert 0.05 < server["cpu_busy"] <= 1.05
+    assert server["cpu_s"] == pytest.approx(server["cpu_busy"] * server["window_s"], rel=0.01)
+    statements = server["statements"]
+    assert {"fetch_orchestration_item", "fetch_work_item", "ack_orchestration_item"} <= set(
+        statements
+    )
+    # both nodes poll: far more fetches than the 7 orchestrations' turns need
+    assert statements["fetch_work_item"]["calls"] > 7 * 3
+    assert all(cost["mean_ms"] > 0 for cost in statements.values())
+    assert printed["server"]["cpu_busy"] == server["cpu_busy"]
+
+
+def test_calibrate_takes_the_server_time_from_the_recording(pinned):
+    trace, _ = pinned
+    result = fit(from_trace(trace))
+    measured = trace.server["statements"]["fetch_history"]["mean_ms"]
+    assert result.server["fetch_history"].p50_ms == pytest.approx(measured)
+    assert "server-side timing" in result.server["fetch_history"].source
+
+
+def test_validate_compares_the_server_busy_in_points(pinned):
+    trace, _ = pinned
+    result = compare(trace, replications=2)
+    assert result.measured[SERVER_BUSY] == pytest.approx(trace.server["cpu_busy"] * 100, abs=0.01)
+    points = result.predicted[SERVER_BUSY] - result.measured[SERVER_BUSY]
+    assert result.errors_pct[SERVER_BUSY] == pytest.approx(points, abs=0.01)
+    assert result.tolerances_pct[SERVER_BUSY] == 10.0
+
+
+def test_a_trace_without_server_figures_is_compared_as_before():
+    trace = read_trace("traces/recorded/rtt10_f5_2x2_seq.jsonl")
+    assert trace.server is None
+    assert SERVER_BUSY not in compare(trace, replications=1).measured
+
+
+@pytest.mark.parametrize(
+    "server, message",
+    [
+        ("[]", "'server' must be an object"),
+        ('{"cpu_busy": -0.5}', "server 'cpu_busy' must be >= 0"),
+        ('{"cpu_busy": "high"}', "'cpu_busy' must be a finite number"),
+        ('{"statements": {"fetch_history": {"calls": 1.5, "mean_ms": 1}}}', "whole number"),
+        ('{"statements": {"fetch_history": {"calls": 3}}}', "'mean_ms' must be a finite number"),
+    ],
+)
+def test_a_bad_server_header_is_one_error(tmp_path, server, message):
+    path = tmp_path / "bad.jsonl"
+    header = f'{{"format": "durosim-trace/1", "conditions": {{}}, "server": {server}}}'
+    record = '{"type": "orchestration", "instance": "i", "start_ms": 0, "end_ms": 5}'
+    path.write_text(header + "\n" + record + "\n")
+    with pytest.raises(TraceError, match=message):
+        read_trace(path)
+
+
+def test_statement_costs_pool_the_texts_of_one_procedure():
+    rows = [
+        ("SELECT * FROM s.fetch_history($1)", 3, 3.0, 0.0),
+        ("select * from s.fetch_history($1) -- other text", 1, 3.0, 0.0),
+        ("select 1", 50, 1.0, 0.0),
+        ("SELECT * FROM s.ack_worker($1, $2)", 0, 0.0, 0.0),
+    ]
+    assert statement_costs(rows) == {
+        "fetch_history": {"calls": 4, "mean_ms": 1.5, "stddev_ms": 0.0}
+    }
+
+
+def test_a_pg_stat_statements_export_with_totals_gives_means(tmp_path):
+    path = tmp_path / "pss.csv"
+    path.write_text(
+        "query,calls,total_exec_time\n"
+        '"SELECT * FROM s.fetch_history($1)",4,2.0\n'
+        '"SELECT * FROM s.fetch_work_item($1, $2)",10,5\n'
+    )
+    timings = read_logs([path]).timings
+    assert timings["fetch_history"].mean_ms == pytest.approx(0.5)
+    assert timings["fetch_work_item"].calls == 10
+
+
+@pytest.mark.parametrize(
+    "header", ["queryid,query,calls,rows", "query,total_exec_time", "queryid,calls,mean_exec_time"]
+)
+def test_a_pg_stat_statements_export_without_the_columns_is_one_error(tmp_path, header):
+    path = tmp_path / "pss.csv"
+    path.write_text(header + "\n1,2,3,4\n")
+    with pytest.raises(IngestError, match=f"{path}: a pg_stat_statements export without"):
+        read_logs([path])
+
+
+def test_db_cores_are_checked_before_anything_starts(tmp_path):
+    out = tmp_path / "t.jsonl"
+    code, _, err = run("record", "--db-cores", 999, "--out", out)
+    assert code == 2 and "--db-cores 999: this machine has" in err and "Traceback" not in err
+    code, _, err = run("record", "--db-cores", 0, "--out", out)
+    assert code == 2 and "Traceback" not in err
+    code, _, err = run("record", "--db-cores", 1, "--dsn", "postgres://u@h:1/d", "--out", out)
+    assert code == 2 and "cannot apply with --dsn" in err
+    assert not out.exists()
