@@ -26,7 +26,7 @@ from typing import NamedTuple
 import simpy
 
 from durosim.sim.network import Link
-from durosim.sim.pool import Pool
+from durosim.sim.pool import REFUSED, Pool
 from durosim.sim.server import DbServer
 
 
@@ -66,6 +66,8 @@ class Statement:
     commit: Callable[[CallTimes], object]
     begin: Callable[[float], tuple[str, float]] | None = None
     extra_round_trips: int = 0
+    admitted: Callable[[float], None] | None = None
+    """Told when the statement will finish at the server, as soon as it is queued there."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +92,13 @@ class PoolBehaviour:
     ping_on_release: bool = True
     connect_round_trips: int = 3
     prepare_round_trip: bool = True
+    acquire_timeout_s: float = 30.0
+    """sqlx's acquire deadline (duroxide-pg sets 30 s): a caller the server refuses a
+    connection holds its permit until then and gets `PoolTimedOut`."""
+
+
+class PoolTimedOut(Exception):
+    """sqlx's `Error::PoolTimedOut` ("pool timed out while waiting for an open connection")."""
 
 
 class DbClient:
@@ -135,6 +144,13 @@ class DbClient:
         else:
             connection, fresh = taken
         acquired = env._now
+        if connection is REFUSED:
+            # sqlx retries the refused connect until the acquire deadline, holding the permit
+            deadline = start + behaviour.acquire_timeout_s
+            if deadline > acquired:
+                yield env.timeout(deadline - acquired)
+            pool.give_back()
+            raise PoolTimedOut()
         before = 0.0
         if fresh:
             before += behaviour.connect_round_trips * rtt()
@@ -165,6 +181,8 @@ class DbClient:
             finish = self.server.admit(cost_key, arrived)
             if not_before > finish:
                 finish = not_before
+            if statement.admitted is not None:
+                statement.admitted(finish)
             if finish > arrived:
                 yield env.timeout(finish - arrived)
             reply = finish + back

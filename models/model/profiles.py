@@ -29,14 +29,21 @@ class RuntimeProfile:
     client_check: tuple[str, ...]
     """Provider calls of one client status check: `read` then `get_custom_status` since core
     738d00b (dx-cur `client/mod.rs:622-664`); `read` alone at the seed (`client/mod.rs:384`)."""
-    fetch_contention: Literal["skip", "deadlock"]
-    """What two concurrent `fetch_orchestration_item` calls aimed at one instance do. Today the
-    procedure takes `pg_advisory_xact_lock` and re-checks with SKIP LOCKED, so the second moves on
-    (duroxide-pg 4dc60a9). At the seed, the second locked another message row of the same
-    instance and then waited on the first's `instance_locks` insert while the first waited on
-    that row: a deadlock PostgreSQL breaks after `deadlock_timeout`, failing the second
-    (pg-seed `migrations/0002`, lines 362-394; fixed in 4dc60a9, "fix: deadlock in
-    fetch_orchestration_item")."""
+    fetch_contention: Literal["skip", "advisory", "deadlock"]
+    """What two concurrent `fetch_orchestration_item` calls aimed at one instance do. Today
+    ("advisory") the procedure's first select finds the oldest visible message of an instance
+    with no committed lock, takes `pg_advisory_xact_lock(hashtext(instance))`, which it holds to
+    the end of its transaction, and re-checks with SKIP LOCKED: a second fetch that found the
+    same instance before the first committed waits for the first's commit (and for every fetch
+    queued on the lock before it), re-checks, finds the instance locked and moves on (the
+    procedure as the PyPI wheel's duroxide-pg 0.1.37 installs it, read from the live schema;
+    duroxide-pg 4dc60a9, migrations 0017/0019). With many pollers these waits form a convoy:
+    a recording with 9 nodes polling every 10 ms on one core had 6.5 backends waiting on that
+    lock at any moment. "skip": the second moves on at once, no wait. At the seed, the second
+    locked another message row of the same instance and then waited on the first's
+    `instance_locks` insert while the first waited on that row: a deadlock PostgreSQL breaks
+    after `deadlock_timeout`, failing the second (pg-seed `migrations/0002`, lines 362-394;
+    fixed in 4dc60a9, "fix: deadlock in fetch_orchestration_item")."""
     call_overhead_s: float
     """Client-side time per provider call, calibrated: about 1 ms in the Python SDK over the Rust
     core (`docs/reference/mechanisms.md`); the 2025-11 stress test was pure Rust."""
@@ -49,7 +56,7 @@ PROFILES: dict[str, RuntimeProfile] = {
         empty_orchestration_retries=0,
         empty_retry_sleep_s=0.0,
         client_check=("fetch_history", "get_custom_status"),
-        fetch_contention="skip",
+        fetch_contention="advisory",
         call_overhead_s=0.001,
     ),
     "duroxide-2025-11": RuntimeProfile(

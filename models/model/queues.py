@@ -42,7 +42,7 @@ class Instance:
     __slots__ = (
         "name", "number", "started", "pending", "locked", "claimed_by", "unlocked_at",
         "unlock_path", "program", "execution", "parent", "done_at", "done_path", "done_event",
-        "turns", "measured", "top", "failed",
+        "turns", "measured", "top", "failed", "advisory_free_at",
     )  # fmt: skip
 
     def __init__(
@@ -58,6 +58,9 @@ class Instance:
         self.number = number
         self.started = started
         self.pending: list[Message] = []
+        self.advisory_free_at = 0.0
+        """When the last fetch queued on the instance's `pg_advisory_xact_lock` ends its
+        transaction (duroxide-0.2's fetch takes it before claiming)."""
         self.locked = False
         self.claimed_by: Claim | None = None
         self.unlocked_at = started
@@ -125,6 +128,20 @@ class OrchestratorQueue:
         instance.pending.append(Message(kind, now, path, self._numbers, token))
         self.waiting[instance] = None
         self.depth.set(now, self.depth.value + 1)
+
+    def oldest_visible(self, unclaimed: bool = False) -> Instance | None:
+        """The instance of the oldest message whose instance holds no committed lock: what the
+        first select of duroxide-0.2's fetch finds (a claim not yet committed is invisible);
+        `unclaimed`: what its loop finds after a re-check, past instances claimed since."""
+        best: Instance | None = None
+        best_number = 0
+        for instance in self.waiting:
+            if instance.locked or (unclaimed and instance.claimed_by is not None):
+                continue
+            number = instance.pending[0].number
+            if best is None or number < best_number:
+                best, best_number = instance, number
+        return best
 
     def oldest_unlocked(self, now: float, skip_claimed: bool) -> Instance | None:
         """The instance of the oldest message a fetch arriving now can lock."""
