@@ -18,6 +18,15 @@ from dataclasses import dataclass
 
 import simpy
 
+# A dispatcher's back-off after a retryable provider error: min(100 ms x 2^n, 3 s), n the errors
+# in a row (dx-cur `orchestration.rs:390-516`, `worker.rs:202-250`).
+ERROR_BACKOFF_S = 0.1
+ERROR_BACKOFF_MAX_S = 3.0
+
+
+class _Never(Exception):
+    """No error is retryable: nothing raises this."""
+
 
 class Signal:
     """A broadcast: every process waiting on it wakes when it fires."""
@@ -80,6 +89,7 @@ class Dispatcher:
         fetch: Callable[[Dispatcher], Generator],
         handle: Callable[[object, Dispatcher], Generator],
         wakeup: MinPollInterval | SleepAfterEmpty | Notify,
+        failing: type[BaseException] = _Never,
     ):
         self.env = env
         self.name = name
@@ -88,20 +98,34 @@ class Dispatcher:
         self.wakeup = wakeup
         self.free_since = 0.0
         self.busy_s = 0.0
+        self.failing = failing
+        """The exception of a retryable provider error, which the loop backs off from."""
+        self.errors = 0
         self.process = env.process(self.run())
 
     def run(self):
         env = self.env
         wakeup = self.wakeup
+        failing = self.failing
+        errors = 0
         while True:
             started = env._now
             token = wakeup.before_fetch()
-            item = yield from self.fetch(self)
+            try:
+                item = yield from self.fetch(self)
+                if item is not None:
+                    yield from self.handle(item, self)
+            except failing:
+                # a retryable provider error: sleep min(100 ms x 2^n, 3 s), n errors in a row
+                errors += 1
+                self.errors += 1
+                yield env.timeout(min(ERROR_BACKOFF_S * 2**errors, ERROR_BACKOFF_MAX_S))
+                continue
+            errors = 0
             if item is None:
                 wait = wakeup.after_empty(env, started, token)
                 if wait is not None:
                     yield wait
                 continue
-            yield from self.handle(item, self)
             self.busy_s += env._now - started
             self.free_since = env._now

@@ -5,9 +5,16 @@ A caller takes a permit; if an idle connection exists it gets the one idle longe
 idle connections in a FIFO queue), otherwise the pool opens a new one for it. A released
 connection goes straight to the longest waiting caller, or back to the idle queue. What a caller
 does with the connection (pings, statements) is the caller's business: see `durosim.sim.db`.
-Left out: idle timeout and max lifetime (10 and 30 minutes in sqlx, beyond any run here), and the
-acquire timeout (30 s), which the runs here never reach. A pool that may not open another
-connection (the server's `ConnectionLimit`) makes its caller wait for one of its own.
+Left out: idle timeout and max lifetime (10 and 30 minutes in sqlx, beyond any run here).
+
+The server's limit (`ConnectionLimit`, PostgreSQL's max_connections): a caller that gets a permit
+while the pool has no idle connection opens a new one, and when the server refuses it ("too many
+clients", SQLSTATE 53300, a transient error in the connect phase) sqlx keeps the permit and tries
+again, backing off from 10 ms, until the acquire deadline (sqlx-core 0.8.6 `pool/inner.rs`
+`acquire`, `connect`; `sqlx-postgres/src/error.rs` `is_transient_in_connect_phase`): `try_take`
+and `acquire` then hand out `REFUSED` instead of a connection, the caller holds the permit to its
+deadline and gives it back (`give_back`). Nothing here closes a connection, so once the server is
+full a refused pool stays refused. A caller waiting for a permit waits without a deadline.
 
 Releases after a delay (`release_later`: the ping sqlx sends on release, which keeps the
 connection busy for one more round trip) take no simulation event of their own while no caller
@@ -34,6 +41,16 @@ class Connection:
     def __init__(self, number: int):
         self.number = number
         self.prepared: set[str] = set()
+
+
+class _Refused:
+    """A permit without a connection: the server refused to open one."""
+
+    number = -1
+
+
+REFUSED = _Refused()
+_REFUSED_TAKE = (REFUSED, True)
 
 
 class ConnectionLimit:
@@ -74,6 +91,8 @@ class Pool:
         """Callers waiting for a permit, by the caller `acquire` was given (their sum is the
         pool's queue)."""
         self.measured_from = 0.0
+        self.refused = 0
+        """Permits handed out without a connection because the server was full."""
         self._releasing: list[tuple[float, int, int, Connection]] = []
         """Releases not applied yet, as a heap: each at its place in the event order."""
         env.defer(self._schedule_releases)
@@ -93,12 +112,38 @@ class Pool:
         return self._occupancy
 
     def try_take(self) -> tuple[Connection, bool] | None:
-        """A connection at once if there is a permit and an idle or openable connection."""
+        """A connection at once if there is a permit and an idle or openable connection;
+        (REFUSED, True) for a permit whose new connection the server refuses; None: wait."""
         if self._releasing:
             self._settle()
-        if self._in_use < self.size and (self.idle or self.limit.try_open()):
-            return self._take()
+        if self._in_use < self.size:
+            if self.idle or self.limit.try_open():
+                return self._take()
+            self._in_use += 1
+            self._occupancy.set(self.env._now, self._in_use)
+            self.refused += 1
+            return _REFUSED_TAKE
         return None
+
+    def give_back(self) -> None:
+        """Return a refused caller's permit: the next waiter takes it and opens a connection,
+        or is refused in turn."""
+        if self._releasing:
+            self._settle()
+        if self.waiters:
+            ready, caller = self.waiters.popleft()
+            level = self.queue_by_caller[caller]
+            level.set(self.env._now, level.value - 1)
+            if self.limit.try_open():
+                connection = Connection(self.opened)
+                self.opened += 1
+                ready.succeed((connection, True))
+            else:
+                self.refused += 1
+                ready.succeed(_REFUSED_TAKE)
+            return
+        self._in_use -= 1
+        self._occupancy.set(self.env._now, self._in_use)
 
     def acquire(self, caller: str = ""):
         """Generator: wait for a permit; return (connection, newly_opened). `caller` names who
@@ -113,8 +158,10 @@ class Pool:
         if level is None:
             level = self.queue_by_caller[caller] = Level(0.0, self.measured_from)
         level.set(self.env._now, level.value + 1)
-        connection = yield ready
-        return connection, False
+        got = yield ready
+        if type(got) is tuple:  # from give_back: a new connection, or refused again
+            return got
+        return got, False
 
     def reset(self, now: float) -> None:
         """Start averaging occupancy and queue afresh from `now` (after a warm-up)."""

@@ -4,11 +4,11 @@ import random
 
 import pytest
 
-from durosim.sim.db import DbClient, PoolBehaviour, Statement
+from durosim.sim.db import DbClient, PoolBehaviour, PoolTimedOut, Statement
 from durosim.sim.dist import Const
 from durosim.sim.kernel import Environment
 from durosim.sim.network import Link
-from durosim.sim.pool import ConnectionLimit, Pool
+from durosim.sim.pool import REFUSED, ConnectionLimit, Pool
 from durosim.sim.server import DbServer
 
 R = 0.050  # seconds
@@ -194,8 +194,85 @@ def test_the_connection_limit_caps_pools_together():
     assert limit.open == 2
     assert a.try_take()[1] is False  # the idle one
     assert a.try_take()[1] is True  # a new one: the third
-    assert a.try_take() is None and b.try_take()[1] is False
-    assert b.try_take() is None
+    # a's next permit finds no idle connection and the server full: a permit without one
+    assert a.try_take() == (REFUSED, True) and a.refused == 1
+    assert b.try_take()[1] is False
+    assert b.try_take() == (REFUSED, True)
+
+
+def full_server(acquire_timeout_s=2.0):
+    """Pool `a` may not open a connection: pool `b` holds the server's only one."""
+    env = Environment()
+    limit = ConnectionLimit(1)
+    b = Pool(env, 10, 1, limit)
+    a = Pool(env, 2, 1, limit)
+    client = DbClient(
+        env, Link(Const(R)), a, DbServer(1, {"q": Const(0.0)}),
+        PoolBehaviour(prepare_round_trip=False, acquire_timeout_s=acquire_timeout_s),
+    )  # fmt: skip
+    return env, a, b, client
+
+
+def test_a_refused_connection_holds_its_permit_to_the_acquire_deadline_then_times_out():
+    env, a, b, client = full_server()
+    outcome = []
+
+    def call():
+        try:
+            yield from client.call(Statement("q", lambda t: "ran"))
+            outcome.append(("ran", env.now))
+        except PoolTimedOut:
+            outcome.append(("timed out", env.now))
+
+    env.process(call())
+    env.run(until=1.0)
+    assert a.in_use == 1 and outcome == []  # sqlx retries the connect, holding the permit
+    env.run()
+    assert outcome == [("timed out", pytest.approx(2.0))]
+    assert a.in_use == 0 and a.opened == 0 and b.opened == 1
+
+
+def test_a_permit_given_back_goes_to_the_next_waiter_who_is_refused_in_turn():
+    env, a, b, client = full_server()
+    ends = []
+
+    def call(delay):
+        yield env.timeout(delay)
+        try:
+            yield from client.call(Statement("q", lambda t: None))
+        except PoolTimedOut:
+            ends.append(round(env.now, 9))
+
+    for delay in (0.0, 0.1, 0.2):  # a pool of 2: the third waits for a permit
+        env.process(call(delay))
+    env.run()
+    # each waits out its own deadline, counted from its own start: the third got its permit
+    # at 2.0 and had 0.2 s left
+    assert ends == [2.0, 2.1, 2.2]
+    assert a.refused == 3 and a.in_use == 0
+
+
+def test_a_connection_freed_on_the_server_goes_to_the_waiter_given_the_permit():
+    env, a, b, client = full_server()
+    got = []
+
+    def call(delay):
+        yield env.timeout(delay)
+        try:
+            yield from client.call(Statement("q", lambda t: None))
+            got.append(("ran", round(env.now, 9)))
+        except PoolTimedOut:
+            got.append(("timed out", round(env.now, 9)))
+
+    for delay in (0.0, 0.1, 0.2):
+        env.process(call(delay))
+    env.run(until=1.0)
+    a.limit.open -= 1  # another pool closed its connection: one more may open
+    env.run()
+    # the first refused caller still times out at 2.0 (sqlx's connect loop does not look
+    # back), gives its permit to the waiter, which opens the freed connection
+    assert got[0] == ("timed out", 2.0) and got[1] == ("timed out", 2.1)
+    assert got[2][0] == "ran" and a.opened == 1
 
 
 def test_server_cores_serve_statements_first_come_first_served():

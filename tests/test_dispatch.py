@@ -40,3 +40,44 @@ def test_an_item_is_handled_and_the_next_fetch_follows_at_once():
     # the item is there from t=0.1; the fetch at 0.1 takes it at 0.13, handles until 0.63
     fetches = run_loop(MinPollInterval(0.100), 0.030, 0.7, items=[0.1])
     assert fetches == pytest.approx([0.0, 0.1, 0.63])
+
+
+class Unavailable(Exception):
+    pass
+
+
+def test_a_retryable_error_backs_off_100_ms_doubling_to_3_s_and_resets_after_success():
+    env = simpy.Environment()
+    fetches = []
+    outcomes = iter(["error"] * 7 + [None, "error", None])
+
+    def fetch(slot):
+        fetches.append(round(env.now, 9))
+        yield env.timeout(0)
+        outcome = next(outcomes, None)
+        if outcome == "error":
+            raise Unavailable()
+        return None
+
+    def handle(item, slot):
+        yield env.timeout(0)
+
+    slot = Dispatcher(env, "d", fetch, handle, MinPollInterval(0.1), Unavailable)
+    env.run(until=14.0)
+    gaps = [round(b - a, 6) for a, b in zip(fetches, fetches[1:])]
+    # 200, 400, 800, 1600, 3000 (capped), 3000, 3000; an empty poll: the 100 ms interval;
+    # an error after it starts the back-off afresh at 200 ms
+    assert gaps[:9] == [0.2, 0.4, 0.8, 1.6, 3.0, 3.0, 3.0, 0.1, 0.2]
+    assert slot.errors == 8
+
+
+def test_an_error_that_is_not_retryable_is_not_swallowed():
+    env = simpy.Environment()
+
+    def fetch(slot):
+        yield env.timeout(0)
+        raise KeyError("a bug")
+
+    Dispatcher(env, "d", fetch, lambda item, slot: iter(()), MinPollInterval(0.1), Unavailable)
+    with pytest.raises(KeyError):
+        env.run(until=1.0)

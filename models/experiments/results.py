@@ -88,6 +88,10 @@ class Summary:
     worker_queue_mean: float
     orchestration_slot_utilisation: float
     worker_slot_utilisation: float
+    pool_timed_out_per_run: float = 0.0
+    """Provider calls a run lost to a pool that timed out (the server full), on average."""
+    connections_open: float = 0.0
+    """Connections open at the end of a run, all nodes' pools together, on average."""
 
     @property
     def throughput_per_s(self) -> float:
@@ -122,6 +126,8 @@ class Summary:
             "worker_queue_mean": round(self.worker_queue_mean, 3),
             "orchestration_slot_utilisation": round(self.orchestration_slot_utilisation, 4),
             "worker_slot_utilisation": round(self.worker_slot_utilisation, 4),
+            "connections_open": round(self.connections_open, 2),
+            "pool_timed_out_per_run": round(self.pool_timed_out_per_run, 2),
         }
         if self.total_per_run_s:
             out["total_s"] = round(mean(self.total_per_run_s), 3)
@@ -218,4 +224,6 @@ def summarize(scenario: Scenario, runs: list[RunResult]) -> Summary:
         worker_queue_mean=sum(r.worker_queue_mean for r in runs) / n,
         orchestration_slot_utilisation=sum(r.orchestration_slot_utilisation for r in runs) / n,
         worker_slot_utilisation=sum(r.worker_slot_utilisation for r in runs) / n,
+        pool_timed_out_per_run=sum(r.pool_timed_out for r in runs) / n,
+        connections_open=sum(r.connections_open for r in runs) / n,
     )

@@ -16,7 +16,7 @@ import simpy
 
 from durosim.model.breakdown import CLIENT_BACKOFF, EVENT_WAIT, NETWORK, empty, extend
 from durosim.model.program import Node
-from durosim.model.provider import PostgresProvider
+from durosim.model.provider import PostgresProvider, ProviderUnavailable
 from durosim.model.queues import Instance
 from durosim.sim.network import Link
 
@@ -64,11 +64,14 @@ class Client:
             path[EVENT_WAIT] = began - instance.started
             return extend(path, began, times, True)
 
-        yield from self.provider.run(
-            self.provider.enqueue_orchestrator_work(
-                instance, path_at, "client", kind="event", token=node.index
+        try:
+            yield from self.provider.run(
+                self.provider.enqueue_orchestrator_work(
+                    instance, path_at, "client", kind="event", token=node.index
+                )
             )
-        )
+        except ProviderUnavailable:
+            pass  # the event is lost: the orchestration waits for it until the client gives up
 
     def check(self, instance: Instance):
         """Generator: one status check; the critical path to its end when it sees completion."""

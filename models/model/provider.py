@@ -38,7 +38,7 @@ from durosim.model.queues import (
     WorkerQueue,
     WorkItem,
 )
-from durosim.sim.db import Blocked, CallTimes, DbClient, FollowUp, Statement
+from durosim.sim.db import Blocked, CallTimes, DbClient, FollowUp, PoolTimedOut, Statement
 from durosim.sim.dispatch import Signal
 
 _FAILED = object()
@@ -53,6 +53,17 @@ PRE_PROCEDURE_ACK_STATEMENTS = 8  # plus one insert per history event
 
 class FetchFailed(Exception):
     """A provider call that returned an error (a deadlock victim)."""
+
+
+class ProviderUnavailable(Exception):
+    """A provider call that failed with a retryable error after the provider's own retries
+    (the pool timed out): duroxide's dispatchers back off, the client's call fails."""
+
+
+# duroxide-pg retries a call that failed with a retryable error (PoolTimedOut among them) up to
+# 3 more times, 50 ms x attempt apart (pg-cur `provider.rs:707-708`, `sqlx_to_provider_error`).
+PROVIDER_RETRIES = 3
+PROVIDER_RETRY_DELAY_S = 0.050
 
 
 @dataclass(slots=True)
@@ -98,6 +109,8 @@ class PostgresProvider:
         self.deadlock_window_s = deadlock_window_s
         self.notify = notify
         self.stored_procedures = stored_procedures
+        self.timed_out = 0
+        """Calls whose pool timed out (each attempt counts)."""
         if shared is None:
             self.orchestrator_queue = OrchestratorQueue()
             self.worker_queue = WorkerQueue()
@@ -112,16 +125,36 @@ class PostgresProvider:
     # -- running calls ------------------------------------------------------------------------
 
     def run(self, op: Op):
-        """Generator: one call; what its `done` makes of the result."""
-        [(result, times)] = yield from self.db.call_many((op.statement,), op.caller)
+        """Generator: one call; what its `done` makes of the result. ProviderUnavailable when
+        the pool timed out on every attempt."""
+        try:
+            [(result, times)] = yield from self.db.call_many((op.statement,), op.caller)
+        except PoolTimedOut:
+            [(result, times)] = yield from self._retry([op.statement], op.caller)
         self.log.connection, self.log.released_s = self.db.last_connection, self.db.last_released_s
         return op.done(result, times)
 
     def run_together(self, ops: list[Op]):
         """Generator: calls pipelined into one round trip (the pipelining what-if)."""
-        results = yield from self.db.call_many([op.statement for op in ops], ops[0].caller)
+        statements = [op.statement for op in ops]
+        try:
+            results = yield from self.db.call_many(statements, ops[0].caller)
+        except PoolTimedOut:
+            results = yield from self._retry(statements, ops[0].caller)
         self.log.connection, self.log.released_s = self.db.last_connection, self.db.last_released_s
         return [op.done(result, times) for op, (result, times) in zip(ops, results)]
+
+    def _retry(self, statements: list[Statement], caller: str):
+        """Generator: the provider's retries of a call whose pool timed out (the statements
+        never reached the server, so they run as they are)."""
+        self.timed_out += 1
+        for attempt in range(PROVIDER_RETRIES):
+            yield self.env.timeout(PROVIDER_RETRY_DELAY_S * (attempt + 1))
+            try:
+                return (yield from self.db.call_many(statements, caller))
+            except PoolTimedOut:
+                self.timed_out += 1
+        raise ProviderUnavailable()
 
     def _signal(self, signal: Signal) -> None:
         """An insert's NOTIFY reaches the runtime's listener half a round trip after commit."""
@@ -140,6 +173,8 @@ class PostgresProvider:
     def _claiming_begin(self, claim: Claim, victim_of: list, empty_key: str, key: str):
         queue = self.orchestrator_queue
         deadlocks = self.contention == "deadlock"
+        if self.contention == "advisory":
+            return self._advisory_begin(claim, empty_key, key)
 
         def begin(now: float) -> tuple[str, float]:
             target = queue.oldest_unlocked(now, skip_claimed=not deadlocks)
@@ -161,6 +196,58 @@ class PostgresProvider:
             return key, now
 
         return begin
+
+    def _advisory_begin(self, claim: Claim, empty_key: str, key: str):
+        """duroxide-0.2's fetch at the server: the oldest visible instance, its advisory lock
+        (waiting for the fetches queued on it to end their transactions), then the claim, or,
+        when another fetch claimed it first, an empty result once this one's turn at the lock
+        and its re-check are over. Returns (cost key, earliest finish)."""
+        queue = self.orchestrator_queue
+        server = self.db.server
+        recheck_s = server.cost[empty_key].mean if empty_key in server.cost else 0.0
+        fetch_s = server.cost[key].mean if key in server.cost else 0.0
+
+        def begin(now: float) -> tuple[str, float]:
+            target = queue.oldest_visible()
+            if target is None:
+                return empty_key, now
+            free = target.advisory_free_at
+            start = free if free > now else now
+            if target.claimed_by is not None:
+                # its turn at the lock, the re-check finds the instance taken, and the loop
+                # looks again: the next instance nobody claimed, or nothing
+                after = start + recheck_s
+                target.advisory_free_at = after
+                target = queue.oldest_visible(unclaimed=True)
+                if target is None:
+                    return empty_key, after
+                free = target.advisory_free_at
+                start = free if free > after else after
+                claim.instance = target
+                claim.settled_at = now
+                target.claimed_by = claim
+                target.advisory_free_at = start + fetch_s
+                return key, start + fetch_s
+            claim.instance = target
+            claim.settled_at = now
+            target.claimed_by = claim
+            if free > now:  # its work starts when the lock is its own
+                target.advisory_free_at = free + fetch_s
+                return key, free + fetch_s
+            target.advisory_free_at = now + fetch_s  # until admitted() knows the finish
+            return key, now
+
+        return begin
+
+    def _advisory_admitted(self, claim: Claim):
+        """The winner holds the instance's advisory lock until its commit."""
+
+        def admitted(finish: float) -> None:
+            instance = claim.instance
+            if instance is not None and finish > instance.advisory_free_at:
+                instance.advisory_free_at = finish
+
+        return admitted
 
     def _take_claimed(self, claim: Claim, victim_of: list, now: float):
         if victim_of[0] is not None:
@@ -197,8 +284,9 @@ class PostgresProvider:
             return after_take(taken, times)
 
         begin = self._claiming_begin(claim, victim_of, "fetch_orchestration_item_empty", label)
+        admitted = self._advisory_admitted(claim) if self.contention == "advisory" else None
         return Op(
-            Statement(label, commit, begin),
+            Statement(label, commit, begin, admitted=admitted),
             lambda result, times: self._fetched(label, actor, result, times),
             actor,
         )

@@ -25,7 +25,7 @@ import simpy
 from durosim.model.breakdown import ACTIVITY, SLOT_BUSY, Path, extend
 from durosim.model.profiles import RuntimeProfile
 from durosim.model.program import Execution, Turn
-from durosim.model.provider import FetchFailed, PostgresProvider
+from durosim.model.provider import FetchFailed, PostgresProvider, ProviderUnavailable
 from durosim.model.queues import Instance, Message, WorkItem
 from durosim.model.scenario import Design
 from durosim.sim.dispatch import Dispatcher, MinPollInterval, Notify, SleepAfterEmpty
@@ -59,12 +59,12 @@ class Runtime:
 
         self.orchestrators = [
             Dispatcher(env, f"orch-{i}", self.fetch_turn, self.run_turn,
-                       wakeup(provider.orchestrator_signal))
+                       wakeup(provider.orchestrator_signal), ProviderUnavailable)
             for i in range(orchestration_concurrency)
         ]  # fmt: skip
         self.workers = [
             Dispatcher(env, f"work-{i}", self.fetch_activity, self.run_activity,
-                       wakeup(provider.worker_signal))
+                       wakeup(provider.worker_signal), ProviderUnavailable)
             for i in range(worker_concurrency)
         ]  # fmt: skip
 

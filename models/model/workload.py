@@ -22,6 +22,7 @@ import simpy
 
 from durosim.model.client import Client
 from durosim.model.program import Program
+from durosim.model.provider import ProviderUnavailable
 from durosim.model.queues import CallLog, Instance
 from durosim.model.scenario import Workload
 from durosim.model.workflows import Mix
@@ -92,10 +93,13 @@ class Driver:
         program = self._program(number)
         instance = Instance(f"i-{number}", number, env.now, measured, program)
         client = self.clients[number % len(self.clients)]
-        yield from client.start(instance)
-        for node in program.events:
-            env.process(client.raise_event(instance, node))
-        path = yield from client.wait(instance, self.spec.wait_timeout_s)
+        try:
+            yield from client.start(instance)
+            for node in program.events:
+                env.process(client.raise_event(instance, node))
+            path = yield from client.wait(instance, self.spec.wait_timeout_s)
+        except ProviderUnavailable:
+            path = None  # the client's call failed: its pool timed out
         if instance.failed:
             path = None  # the client sees the orchestration failed
         self.active -= 1

@@ -61,6 +61,11 @@ class RunResult:
     connections_open: int = 0
     stopped_early_s: float | None = None
     """When `doomed` ended the run early: the simulated time it stopped at."""
+    pool_timed_out: int = 0
+    """Provider calls whose pool timed out (the server refused a new connection), every
+    attempt counted, over the whole run."""
+    dispatcher_errors: int = 0
+    """Retryable provider errors the dispatchers backed off from, over the whole run."""
 
     @property
     def calls_per_s(self) -> dict[str, float]:
@@ -372,4 +377,6 @@ def simulate(
             sum(d.busy_s for d in workers) - at_start.get("workers", 0.0), len(workers))),
         connections_open=limit.open,
         stopped_early_s=stopped[0] if stopped else None,
+        pool_timed_out=sum(r.provider.timed_out for r in runtimes),
+        dispatcher_errors=sum(d.errors for d in orchestrators + workers),
     )  # fmt: skip
