@@ -82,7 +82,12 @@ def _table(text: str, header: str) -> list[str]:
 
 # The report's tables the README shows, by their header; the calls-by-kind table is only in
 # docs/validation-real.md.
-REAL_TABLES = ("| trace | conditions |", "| trace | arrivals |", "| trace | workflow |")
+REAL_TABLES = (
+    "| trace | conditions |",
+    "| trace | arrivals |",
+    "| trace | workflow |",
+    "| trace | nodes |",
+)
 PUBLISHED_TABLES = ("| row |", "| from row |")
 
 

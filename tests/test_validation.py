@@ -25,16 +25,23 @@ KNOWN_GAPS = {
     "(calibrated on the loaded lab machine) dominate, and the real calls were ~30% cheaper",
     "rtt10_f5_2x2_seq": "p50 falls between two clusters 120 ms apart (client back-off); the model "
     "puts slightly more runs in the upper one (mean within 2%)",
-    "rtt75_f5_2x2_seq_calls": "p50 falls between two clusters 240 ms apart (client back-off); with "
-    "the lab machine's per-call costs the model puts half the runs in the upper one, the idle "
-    "machine a quarter (mean within 6%; calibrated on this run's own log, p50 within 5%)",
     "rtt20_f5_2x2_open2_act10": "near the knee the real median stays at its light-load value "
     "(838 ms, 785 at 1/s) while the model's rises to ~990 ms (+18%); mean and p95 within 7%",
-    "rtt20_f5_2x2_open2.5_act10": "just past the knee the model's median is 11% high; mean, p95, "
-    "throughput and the 88 orchestrations that timed out within 3%",
     "rtt20_f5_2x2_open1.92_act10_cap": "at the capacity limit the model's p95 is 16% high (1991 "
     "vs 1710 ms); mean, p50 and throughput within 6%",
+    "rtt20_f5_2x2_open3_act10": "past the knee (148 orchestrations timed out, predicted 149) the "
+    "model's median is 11-14% low (10.2% with fetches that skip a claimed instance at once, as "
+    "before the advisory-lock wait was modelled); mean, p95 and throughput within 8%",
 }
+# The one-core series (`durosim record --db-cores 1 --nodes N`, poll 10 ms, loopback): the
+# server's CPU busy is predicted within 10 points at every size, the measured node's latency is
+# not (docs/validation-real.md, README "The database as the bottleneck").
+for _idle, _mean in ((0, 46), (1, 47), (2, 68), (4, 78), (8, 85), (16, 59)):
+    KNOWN_GAPS[f"rtt0_f5_2x2_seq_poll10_db1_idle{_idle:02d}"] = (
+        f"{_idle} idle nodes beside the measured one, the server on one core: server CPU within "
+        f"10 points, the mean latency ~{_mean}% low; every node and the client share the "
+        "machine's other core (65-82% busy), which the model does not share"
+    )
 
 
 def test_there_are_traces_to_check():
@@ -109,9 +116,10 @@ def test_a_trace_of_warmups_only_cannot_be_compared(tmp_path):
         compare(read_trace(path))
 
 
-def test_calibrating_on_a_runs_own_log_closes_the_gap(tmp_path):
-    """The RTT-75 run misses on p50 with the lab's per-call costs; fitted to its own call
-    records (`durosim calibrate`), the model predicts it within tolerance."""
+def test_calibrating_on_a_runs_own_log_predicts_it(tmp_path):
+    """The RTT-75 run's p50 sits on the edge between two client-check clusters (with the lab's
+    per-call costs it is within tolerance at 10 replications, +15% at 30); fitted to its own
+    call records (`durosim calibrate`), the model predicts it within tolerance."""
     from durosim.evidence.calibrate import fit, from_trace, scenario_toml
 
     trace = read_trace(TRACES / "recorded" / "rtt75_f5_2x2_seq_calls.jsonl")
@@ -119,7 +127,6 @@ def test_calibrating_on_a_runs_own_log_closes_the_gap(tmp_path):
     assert fitted.rtt_ms == pytest.approx(trace.conditions["rtt_ms"], rel=0.05)
     base = tmp_path / "fitted.toml"
     base.write_text(scenario_toml(fitted))
-    assert not compare(trace).ok
     result = compare(trace, base=base)
     assert result.ok, result.errors_pct
 
