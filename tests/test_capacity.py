@@ -255,3 +255,19 @@ def test_a_deployment_past_max_connections_times_out_instead_of_waiting():
     assert within.pool_timed_out == 0 and within.connections_open > 12
     # a client whose pool timed out fails its orchestration; none fail within the limit
     assert r.failed > within.failed == 0
+
+
+def test_run_says_when_calls_timed_out_for_want_of_a_connection():
+    from click.testing import CliRunner
+
+    from durosim.cli import main
+
+    args = ["run", "lab", "--replications", "1", "--set", "workload.count=5",
+            "--set", "host.nodes=3", "--set", "database.max_connections=4",
+            "--set", "runtime_options.dispatcher_poll_interval_ms=10"]  # fmt: skip
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "connections: the server's 4 are all open (4 at the end);" in result.output
+    assert "acquire timeout" in result.output
+    within = CliRunner().invoke(main, args[:-4] + args[-2:])
+    assert within.exit_code == 0 and "connections:" not in within.output

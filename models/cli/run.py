@@ -68,6 +68,7 @@ def _print_summary(s: Scenario, out: dict, verdict: str | None = None) -> None:
     lat, ci = out["latency_ms"], out["latency_ci_ms"]
     if lat["mean"] is None:
         echo("no orchestration completed")
+        _connections(out, s, echo)
         return
     echo("")
     echo("latency (ms)      mean      p50      p95      p99")
@@ -130,8 +131,20 @@ def _print_summary(s: Scenario, out: dict, verdict: str | None = None) -> None:
         f"{out['orchestrator_queue_mean']:.2f} orchestrator messages, "
         f"{out['worker_queue_mean']:.2f} work items"
     )
+    _connections(out, s, echo)
     if verdict:
         echo(verdict)
+
+
+def _connections(out: dict, s, echo) -> None:
+    """A line when calls timed out for want of a connection the full server refused."""
+    if out["pool_timed_out_per_run"]:
+        echo(
+            f"connections: the server's {s.database.max_connections} are all open "
+            f"({out['connections_open']:.0f} at the end); {out['pool_timed_out_per_run']:.1f} "
+            "calls a run waited out the 30 s acquire timeout for one it refused (sqlx "
+            "PoolTimedOut, retried 3 times by the provider)"
+        )
 
 
 @click.command()
