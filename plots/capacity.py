@@ -67,3 +67,44 @@ def heatmap(rows: list[dict], x_key: str, y_key: str, title: str = "") -> Figure
     figure.colorbar(image, ax=ax, label="highest sustained rate (orchestrations/s)")
     ax.set_title(title or f"highest sustained rate by {x_key} and {y_key}", fontsize=9)
     return figure
+
+
+def sweep_lines(result: dict) -> Figure:
+    """Latency (mean and p95, with their 95% CIs) and the database's CPU busy against the one
+    key a sweep varied: how a deployment grows, e.g. against `host.nodes`."""
+    from durosim.experiments.sweep import METRICS
+
+    rows = result["rows"]
+    keys = [k for k in rows[0] if k not in METRICS] if rows else []
+    if len(keys) != 1:
+        raise ValueError(f"a sweep of one key; this one varies {len(keys)} ({', '.join(keys)})")
+    key = keys[0]
+
+    def number(row: dict, name: str) -> float | None:
+        text = row.get(name, "")
+        return float(text) if text not in ("", None) else None
+
+    points = sorted(rows, key=lambda r: float(r[key]))
+    xs = [float(r[key]) for r in points]
+    figure = Figure(figsize=(7, 4.5), layout="constrained")
+    ax = figure.subplots()
+    for stat, style in (("mean", "o-"), ("p95", "s-")):
+        ys = [number(r, f"latency_{stat}_ms") for r in points]
+        errors = [number(r, f"latency_{stat}_ci_ms") or 0.0 for r in points]
+        shown = [(x, y, e) for x, y, e in zip(xs, ys, errors) if y is not None]
+        if shown:
+            ax.errorbar([s[0] for s in shown], [s[1] for s in shown], [s[2] for s in shown],
+                        fmt=style, ms=4, capsize=3, label=f"latency {stat} (95% CI)")  # fmt: skip
+    ax.set_xlabel(key)
+    ax.set_ylabel("latency (ms)")
+    ax.grid(alpha=0.3)
+    cpu = ax.twinx()
+    cpu.plot(xs, [(number(r, "server_utilisation") or 0.0) * 100.0 for r in points], "d--",
+             color="tab:red", ms=4, label="database CPU busy")  # fmt: skip
+    cpu.set_ylabel("database CPU busy (%)")
+    cpu.set_ylim(0, 105)
+    lines = ax.get_legend_handles_labels()
+    more = cpu.get_legend_handles_labels()
+    ax.legend(lines[0] + more[0], lines[1] + more[1], fontsize=8, loc="upper left")
+    ax.set_title(f"latency and database CPU against {key}", fontsize=9)
+    return figure

@@ -231,3 +231,38 @@ def test_a_dask_cluster_writes_the_same_values(baseline, sweep_cli, tmp_path):
         result = sweep_cli(out, "--executor", "dask", "--scheduler", cluster.scheduler_address)
     assert result.exit_code == 0, result.output
     assert _values(_rows(out)) == _values(_rows(baseline[0]))
+
+
+def test_plot_draws_latency_and_database_cpu_against_the_swept_key(tmp_path):
+    rows = tmp_path / "nodes.json"
+    args = ["sweep", "lab", "--grid", "host.nodes=1,3", "--set", "workload.count=4",
+            "--set", "database.cores=1", "--replications", "2",
+            "--out", str(tmp_path / "nodes.csv"), "--json"]  # fmt: skip
+    done = CliRunner().invoke(durosim, args)
+    assert done.exit_code == 0, done.output
+    rows.write_text(done.stdout)
+    figure = tmp_path / "nodes.png"
+    drawn = CliRunner().invoke(durosim, ["plot", str(rows), "--out", str(figure)])
+    assert drawn.exit_code == 0 and figure.stat().st_size > 10_000, drawn.output
+    import json
+
+    from durosim.plots.capacity import sweep_lines
+
+    axes = sweep_lines(json.loads(rows.read_text())).axes
+    assert axes[0].get_xlabel() == "host.nodes" and "CPU" in axes[1].get_ylabel()
+    wrong = CliRunner().invoke(durosim, ["plot", str(rows), "--kind", "capacity", "--out",
+                                         str(tmp_path / "x.png")])  # fmt: skip
+    assert wrong.exit_code == 2 and "holds sweep rows" in wrong.output
+
+
+def test_plot_of_a_two_key_sweep_says_it_draws_one_key(tmp_path):
+    args = ["sweep", "lab", "--grid", "host.nodes=1,2", "--grid", "pool.size=5,10",
+            "--set", "workload.count=3", "--replications", "2",
+            "--out", str(tmp_path / "g.csv"), "--json"]  # fmt: skip
+    done = CliRunner().invoke(durosim, args)
+    assert done.exit_code == 0, done.output
+    rows = tmp_path / "g.json"
+    rows.write_text(done.stdout)
+    drawn = CliRunner().invoke(durosim, ["plot", str(rows), "--out", str(tmp_path / "g.png")])
+    assert drawn.exit_code == 2 and "a sweep of one key; this one varies 2" in drawn.output
+    assert not (tmp_path / "g.png").exists()

@@ -1,5 +1,5 @@
-"""`durosim plot`: figures from saved result rows (the JSON of `compare` or `capacity`), without
-simulating again."""
+"""`durosim plot`: figures from saved result rows (the JSON of `compare`, `capacity` or `sweep`),
+without simulating again."""
 
 from __future__ import annotations
 
@@ -11,10 +11,12 @@ import click
 from durosim.cli.paths import figure_path, save_figure
 from durosim.sim.errors import InputError
 
-KINDS = ("options", "breakdown", "capacity")
+KINDS = ("options", "breakdown", "capacity", "sweep")
 
 
 def _kind_of(data: object) -> str | None:
+    if isinstance(data, dict) and isinstance(data.get("rows"), list) and "computed" in data:
+        return "sweep"
     if isinstance(data, dict) and isinstance(data.get("rows"), list):
         return "options"
     if isinstance(data, dict) and isinstance(data.get("points"), list):
@@ -27,7 +29,8 @@ def _kind_of(data: object) -> str | None:
 @click.option(
     "--kind",
     type=click.Choice(KINDS),
-    help="What to draw (default: options for compare rows, capacity for capacity).",
+    help="What to draw (default: options for compare rows, capacity for capacity, sweep for "
+    "sweep: latency and the database's CPU against the one key it varied).",
 )
 @click.option(
     "--out",
@@ -36,9 +39,9 @@ def _kind_of(data: object) -> str | None:
     help="The figure to write (.png, .svg or .pdf).",
 )
 def plot(rows, kind, out):
-    """Draw a figure from ROWS, the JSON that `durosim compare --json` or `durosim capacity
-    --json` printed: options side by side, where the time goes, or the throughput-latency
-    curve."""
+    """Draw a figure from ROWS, the JSON that `durosim compare --json`, `durosim capacity
+    --json` or `durosim sweep --json` printed: options side by side, where the time goes, the
+    throughput-latency curve, or latency and database CPU against a swept key."""
     figure_path(out, [rows])
     try:
         data = json.loads(Path(rows).read_text(encoding="utf-8"))
@@ -48,19 +51,26 @@ def plot(rows, kind, out):
         raise InputError(f"{rows}: not JSON ({err})") from None
     found = _kind_of(data)
     if found is None:
-        raise InputError(f"{rows}: not the JSON of `durosim compare` or `durosim capacity`")
+        raise InputError(
+            f"{rows}: not the JSON of `durosim compare`, `durosim capacity` or `durosim sweep`"
+        )
     kind = kind or found
-    if (kind == "capacity") != (found == "capacity"):
+    single = ("capacity", "sweep")
+    if kind != found and (kind in single or found in single):
         raise InputError(f"--kind {kind} does not fit {rows}, which holds {found} rows")
     if kind == "options":
         from durosim.plots.whatif import options_side_by_side as draw
     elif kind == "breakdown":
         from durosim.plots.whatif import breakdown_bars as draw
+    elif kind == "sweep":
+        from durosim.plots.capacity import sweep_lines as draw
     else:
         from durosim.plots.capacity import throughput_latency as draw
     try:
         figure = draw(data)
     except (KeyError, TypeError) as err:
         raise InputError(f"{rows}: a row lacks {err}; expected the JSON of durosim") from None
+    except ValueError as err:
+        raise InputError(f"{rows}: --kind {kind} draws {err}") from None
     save_figure(figure, out)
     click.echo(f"wrote {out}")
