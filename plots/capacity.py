@@ -69,13 +69,11 @@ def heatmap(rows: list[dict], x_key: str, y_key: str, title: str = "") -> Figure
     return figure
 
 
-def sweep_lines(result: dict) -> Figure:
+def sweep_lines(result: dict, keys: list[str]) -> Figure:
     """Latency (mean and p95, with their 95% CIs) and the database's CPU busy against the one
-    key a sweep varied: how a deployment grows, e.g. against `host.nodes`."""
-    from durosim.experiments.sweep import METRICS
-
+    key a sweep varied (`keys`: the keys it varied): how a deployment grows, e.g. against
+    `host.nodes`."""
     rows = result["rows"]
-    keys = [k for k in rows[0] if k not in METRICS] if rows else []
     if len(keys) != 1:
         raise ValueError(f"a sweep of one key; this one varies {len(keys)} ({', '.join(keys)})")
     key = keys[0]

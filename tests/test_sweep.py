@@ -248,7 +248,7 @@ def test_plot_draws_latency_and_database_cpu_against_the_swept_key(tmp_path):
 
     from durosim.plots.capacity import sweep_lines
 
-    axes = sweep_lines(json.loads(rows.read_text())).axes
+    axes = sweep_lines(json.loads(rows.read_text()), ["host.nodes"]).axes
     assert axes[0].get_xlabel() == "host.nodes" and "CPU" in axes[1].get_ylabel()
     wrong = CliRunner().invoke(durosim, ["plot", str(rows), "--kind", "capacity", "--out",
                                          str(tmp_path / "x.png")])  # fmt: skip

@@ -63,7 +63,13 @@ def plot(rows, kind, out):
     elif kind == "breakdown":
         from durosim.plots.whatif import breakdown_bars as draw
     elif kind == "sweep":
-        from durosim.plots.capacity import sweep_lines as draw
+        from functools import partial
+
+        from durosim.experiments.sweep import METRICS
+        from durosim.plots.capacity import sweep_lines
+
+        first = data["rows"][0] if data["rows"] and isinstance(data["rows"][0], dict) else {}
+        draw = partial(sweep_lines, keys=[k for k in first if k not in METRICS])
     else:
         from durosim.plots.capacity import throughput_latency as draw
     try:
