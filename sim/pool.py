@@ -131,13 +131,9 @@ class Pool:
         if self._releasing:
             self._settle()
         if self.waiters:
-            ready, caller = self.waiters.popleft()
-            level = self.queue_by_caller[caller]
-            level.set(self.env._now, level.value - 1)
+            ready = self._next_waiter()
             if self.limit.try_open():
-                connection = Connection(self.opened)
-                self.opened += 1
-                ready.succeed((connection, True))
+                ready.succeed((self._open(), True))
             else:
                 self.refused += 1
                 ready.succeed(_REFUSED_TAKE)
@@ -180,19 +176,27 @@ class Pool:
         self._occupancy.set(self.env._now, self._in_use)
         if self.idle:
             return self.idle.popleft(), False
+        return self._open(), True
+
+    def _open(self) -> Connection:
+        """A new connection (the caller has checked the limit)."""
         connection = Connection(self.opened)
         self.opened += 1
-        return connection, True
+        return connection
+
+    def _next_waiter(self) -> simpy.Event:
+        """The longest waiting caller's event, taken off the queue."""
+        ready, caller = self.waiters.popleft()
+        level = self.queue_by_caller[caller]
+        level.set(self.env._now, level.value - 1)
+        return ready
 
     def release(self, connection: Connection) -> None:
         """Give `connection` back now: to the longest waiting caller, or to the idle queue."""
         if self._releasing:
             self._settle()  # the releases due before this one come first
         if self.waiters:
-            ready, caller = self.waiters.popleft()
-            ready.succeed(connection)
-            level = self.queue_by_caller[caller]
-            level.set(self.env._now, level.value - 1)
+            self._next_waiter().succeed(connection)
             return
         self._in_use -= 1
         self._occupancy.set(self.env._now, self._in_use)

@@ -213,59 +213,47 @@ def full_server(acquire_timeout_s=2.0):
     return env, a, b, client
 
 
+def start_calls(env, client, delays: tuple[float, ...]) -> list[tuple[str, float]]:
+    """One call after each delay; the list fills with ("ran" or "timed out", when)."""
+    outcomes = []
+
+    def call(delay):
+        yield env.timeout(delay)
+        try:
+            yield from client.call(Statement("q", lambda t: None))
+            outcomes.append(("ran", round(env.now, 9)))
+        except PoolTimedOut:
+            outcomes.append(("timed out", round(env.now, 9)))
+
+    for delay in delays:
+        env.process(call(delay))
+    return outcomes
+
+
 def test_a_refused_connection_holds_its_permit_to_the_acquire_deadline_then_times_out():
     env, a, b, client = full_server()
-    outcome = []
-
-    def call():
-        try:
-            yield from client.call(Statement("q", lambda t: "ran"))
-            outcome.append(("ran", env.now))
-        except PoolTimedOut:
-            outcome.append(("timed out", env.now))
-
-    env.process(call())
+    outcome = start_calls(env, client, (0.0,))
     env.run(until=1.0)
     assert a.in_use == 1 and outcome == []  # sqlx retries the connect, holding the permit
     env.run()
-    assert outcome == [("timed out", pytest.approx(2.0))]
+    assert outcome == [("timed out", 2.0)]
     assert a.in_use == 0 and a.opened == 0 and b.opened == 1
 
 
 def test_a_permit_given_back_goes_to_the_next_waiter_who_is_refused_in_turn():
     env, a, b, client = full_server()
-    ends = []
-
-    def call(delay):
-        yield env.timeout(delay)
-        try:
-            yield from client.call(Statement("q", lambda t: None))
-        except PoolTimedOut:
-            ends.append(round(env.now, 9))
-
-    for delay in (0.0, 0.1, 0.2):  # a pool of 2: the third waits for a permit
-        env.process(call(delay))
+    # a pool of 2: the third waits for a permit
+    outcomes = start_calls(env, client, (0.0, 0.1, 0.2))
     env.run()
     # each waits out its own deadline, counted from its own start: the third got its permit
     # at 2.0 and had 0.2 s left
-    assert ends == [2.0, 2.1, 2.2]
+    assert outcomes == [("timed out", 2.0), ("timed out", 2.1), ("timed out", 2.2)]
     assert a.refused == 3 and a.in_use == 0
 
 
 def test_a_connection_freed_on_the_server_goes_to_the_waiter_given_the_permit():
     env, a, b, client = full_server()
-    got = []
-
-    def call(delay):
-        yield env.timeout(delay)
-        try:
-            yield from client.call(Statement("q", lambda t: None))
-            got.append(("ran", round(env.now, 9)))
-        except PoolTimedOut:
-            got.append(("timed out", round(env.now, 9)))
-
-    for delay in (0.0, 0.1, 0.2):
-        env.process(call(delay))
+    got = start_calls(env, client, (0.0, 0.1, 0.2))
     env.run(until=1.0)
     a.limit.open -= 1  # another pool closed its connection: one more may open
     env.run()

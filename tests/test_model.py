@@ -215,9 +215,9 @@ def test_one_orchestration_has_the_critical_path_written_down():
     assert r.breakdown_s["client_backoff"] == pytest.approx(0.0)
 
 
-def test_a_second_fetch_of_one_instance_waits_for_the_first_to_commit_then_finds_nothing():
-    # duroxide-0.2's fetch: both find the instance's message, the second queues on the
-    # instance's advisory lock until the first's transaction ends, re-checks and moves on
+def two_fetches(second_delay_s: float) -> dict:
+    """Two orchestration fetches of duroxide-0.2 from two slots, the second `second_delay_s`
+    later, after one instance's start message: per slot, (found it, its CallTimes)."""
     env = Environment()
     costs = {"fetch_orchestration_item": 0.004, "fetch_orchestration_item_empty": 0.001}
     server = DbServer(1, {op: Const(cost) for op, cost in costs.items()})
@@ -232,37 +232,28 @@ def test_a_second_fetch_of_one_instance_waits_for_the_first_to_commit_then_finds
     def fetch(slot, delay):
         yield env.timeout(delay)
         (item, times) = yield from provider.run(provider.fetch_orchestration_item(slot))
-        got[slot] = (item is not None, round(times.commit_s, 6))
+        got[slot] = (item is not None, times)
 
     env.process(fetch("orch-0", 0.0))
-    env.process(fetch("orch-1", 0.0005))
+    env.process(fetch("orch-1", second_delay_s))
     env.run()
-    first_commit = got["orch-0"][1]
+    return got
+
+
+def test_a_second_fetch_of_one_instance_waits_for_the_first_to_commit_then_finds_nothing():
+    # duroxide-0.2's fetch: both find the instance's message, the second queues on the
+    # instance's advisory lock until the first's transaction ends, re-checks and moves on
+    got = two_fetches(0.0005)
+    first_commit = got["orch-0"][1].commit_s
     assert got["orch-0"][0] and not got["orch-1"][0]
     # ping and half the exchange (1.5 R) to the server, the fetch's 4 ms; the second waits
     # for that commit, then holds the lock for its own re-check (1 ms)
     assert first_commit == pytest.approx(1.5 * R + 0.004)
-    assert got["orch-1"][1] == pytest.approx(first_commit + 0.001)
+    assert got["orch-1"][1].commit_s == pytest.approx(first_commit + 0.001)
 
 
 def test_a_fetch_arriving_after_the_commit_skips_the_locked_instance_at_once():
-    env = Environment()
-    costs = {"fetch_orchestration_item": 0.004, "fetch_orchestration_item_empty": 0.001}
-    server = DbServer(1, {op: Const(cost) for op, cost in costs.items()})
-    db = DbClient(
-        env, Link(Const(R)), Pool(env, 10, 10), server, PoolBehaviour(prepare_round_trip=False)
-    )
-    provider = PostgresProvider(env, db, CallLog(), "advisory", 1.0, 0.0)
-    instance = Instance("i-1", 1, 0.0, True, ONE_ACTIVITY)
-    provider.orchestrator_queue.put(instance, "start", 0.0, {}, None)
-    got = {}
-
-    def fetch(slot, delay):
-        yield env.timeout(delay)
-        (item, times) = yield from provider.run(provider.fetch_orchestration_item(slot))
-        got[slot] = (item is not None, round(times.commit_s - times.at_server_s, 6))
-
-    env.process(fetch("orch-0", 0.0))
-    env.process(fetch("orch-1", 0.010))
-    env.run()
-    assert got == {"orch-0": (True, 0.004), "orch-1": (False, 0.001)}
+    got = two_fetches(0.010)
+    at_server = {slot: round(t.commit_s - t.at_server_s, 6) for slot, (_, t) in got.items()}
+    assert (got["orch-0"][0], got["orch-1"][0]) == (True, False)
+    assert at_server == {"orch-0": 0.004, "orch-1": 0.001}

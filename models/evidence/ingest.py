@@ -306,9 +306,8 @@ def _timing_table(data: LogData, text: str) -> bool:
     name = next((h for h in _TIMING_NAME if h in header), None)
     mean_col = next((h for h in _TIMING_MEAN if h in header), None)
     total_col = next((h for h in _TIMING_TOTAL if h in header), None)
-    if mean_col is None and total_col is not None and "calls" in header:
-        mean_col = None  # the mean is total / calls, row by row
-    elif name is None or mean_col is None:
+    by_total = mean_col is None and total_col is not None and "calls" in header  # total / calls
+    if name is None or (mean_col is None and not by_total):
         if any(h in header for h in _STATEMENTS_ONLY):
             raise IngestError(
                 f"a pg_stat_statements export without the columns calibrate needs (has "
@@ -317,11 +316,6 @@ def _timing_table(data: LogData, text: str) -> bool:
                 "PostgreSQL 13)"
             )
         return False
-    if name is None:
-        raise IngestError(
-            "a pg_stat_statements export without its query column; it needs query, calls and "
-            "mean_exec_time (or total_exec_time)"
-        )
     for line in rows[1:]:
         data.lines += 1
         try:

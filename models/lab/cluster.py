@@ -211,9 +211,14 @@ def pin_prefix(cpus: list[int] | None) -> list[str]:
     """The command prefix that runs a program on `cpus` (nothing for None)."""
     if cpus is None:
         return []
-    if shutil.which("taskset") is None:
+    return [_taskset(), "-c", ",".join(str(cpu) for cpu in cpus)]
+
+
+def _taskset() -> str:
+    found = shutil.which("taskset")
+    if found is None:
         raise ClusterError("pinning the server to cores needs taskset (util-linux)")
-    return ["taskset", "-c", ",".join(str(cpu) for cpu in cpus)]
+    return found
 
 
 def split_cpus(cores: int) -> tuple[list[int], list[int]]:
@@ -222,19 +227,17 @@ def split_cpus(cores: int) -> tuple[list[int], list[int]]:
     available = sorted(os.sched_getaffinity(0))
     if not 1 <= cores <= len(available):
         raise ClusterError(f"--db-cores {cores}: this machine has {len(available)} CPUs to pin to")
-    if shutil.which("taskset") is None:
-        raise ClusterError("pinning the server to cores needs taskset (util-linux)")
+    _taskset()
     return available[:cores], available[cores:] or available
 
 
-def server_pid(dsn: str) -> int | None:
-    """The postmaster's process id, when the server runs on this machine and says where its
-    data folder is (a superuser, or pg_read_all_settings); None otherwise."""
+def server_pid(conn) -> int | None:
+    """The postmaster's process id, on an open psycopg connection to a server that runs on this
+    machine and says where its data folder is (a superuser, or pg_read_all_settings)."""
     import psycopg
 
     try:
-        with psycopg.connect(dsn, autocommit=True, connect_timeout=10) as conn:
-            row = conn.execute("select current_setting('data_directory', true)").fetchone()
+        row = conn.execute("select current_setting('data_directory', true)").fetchone()
     except psycopg.Error:
         return None
     if not row or not row[0]:

@@ -40,11 +40,13 @@ class ServerWatch:
 
         self.cores = cores or os.cpu_count() or 1
         self.conn = None
+        self.pid = None
         try:
             self.conn = psycopg.connect(dsn, autocommit=True, connect_timeout=10)
         except psycopg.Error:
             pass
-        self.pid = server_pid(dsn)
+        else:
+            self.pid = server_pid(self.conn)
         self.statements = False
         self.cpu0: float | None = None
         self.machine0: float | None = None

@@ -211,30 +211,25 @@ class PostgresProvider:
             target = queue.oldest_visible()
             if target is None:
                 return empty_key, now
-            free = target.advisory_free_at
-            start = free if free > now else now
+            ready, waited = now, False
             if target.claimed_by is not None:
                 # its turn at the lock, the re-check finds the instance taken, and the loop
                 # looks again: the next instance nobody claimed, or nothing
-                after = start + recheck_s
-                target.advisory_free_at = after
+                free = target.advisory_free_at
+                ready = (free if free > now else now) + recheck_s
+                target.advisory_free_at = ready
                 target = queue.oldest_visible(unclaimed=True)
                 if target is None:
-                    return empty_key, after
-                free = target.advisory_free_at
-                start = free if free > after else after
-                claim.instance = target
-                claim.settled_at = now
-                target.claimed_by = claim
-                target.advisory_free_at = start + fetch_s
-                return key, start + fetch_s
+                    return empty_key, ready
+                waited = True
             claim.instance = target
             claim.settled_at = now
             target.claimed_by = claim
-            if free > now:  # its work starts when the lock is its own
-                target.advisory_free_at = free + fetch_s
-                return key, free + fetch_s
-            target.advisory_free_at = now + fetch_s  # until admitted() knows the finish
+            free = target.advisory_free_at
+            start = free if free > ready else ready
+            target.advisory_free_at = start + fetch_s  # admitted() makes it the real finish
+            if waited or free > now:  # its work starts when the lock is its own
+                return key, start + fetch_s
             return key, now
 
         return begin
