@@ -11,7 +11,8 @@ from durosim.evidence.calibrate import fit, from_trace
 from durosim.evidence.ingest import IngestError, read_logs
 from durosim.evidence.trace_format import TraceError, read_trace
 from durosim.evidence.validate import SERVER_BUSY, compare
-from durosim.lab.server_watch import statement_costs
+from durosim.evidence.validation_report import markdown
+from durosim.lab.server_watch import statement_costs, wait_summary
 from tests.test_record import run
 
 
@@ -21,7 +22,7 @@ def pinned(tmp_path_factory):
     path = tmp_path_factory.mktemp("pinned") / "pinned.jsonl"
     code, out, err = run(
         "record", "--db-cores", 1, "--nodes", 2, "--poll-interval-ms", 10, "--fanout", 3,
-        "--warmup", 1, "--count", 6, "--calls", "--json", "--out", path,
+        "--warmup", 1, "--count", 6, "--calls", "--server-waits", "--json", "--out", path,
     )  # fmt: skip
     assert code == 0, err
     return read_trace(path), json.loads(out)
@@ -43,6 +44,44 @@ def test_the_header_says_what_the_server_spent(pinned):
     assert statements["fetch_work_item"]["calls"] > 7 * 3
     assert all(cost["mean_ms"] > 0 for cost in statements.values())
     assert printed["server"]["cpu_busy"] == server["cpu_busy"]
+
+
+def test_the_header_says_where_the_servers_backends_waited(pinned):
+    trace, _ = pinned
+    waits = trace.server["waits"]
+    # a sample every 10 ms, give or take the sampling query's own time
+    assert waits["samples"] >= trace.server["window_s"] / 0.05
+    procedures = {"fetch_orchestration_item", "fetch_work_item", "ack_orchestration_item",
+                  "ack_work_item", "fetch_history", "enqueue_orchestrator_work",
+                  "get_custom_status"}  # fmt: skip
+    assert waits["backends"] and set(waits["backends"]) <= procedures
+    for by_wait in waits["backends"].values():
+        # "CPU", or a pg_stat_activity wait: "type:event"
+        assert all(wait == "CPU" or ":" in wait for wait in by_wait)
+        assert all(0 < mean < 40 for mean in by_wait.values())
+
+
+def test_wait_summary_averages_over_the_samples():
+    counts = {("fetch_work_item", "CPU"): 50, ("fetch_orchestration_item", "Lock:advisory"): 300,
+              ("fetch_history", "CPU"): 0}  # fmt: skip
+    assert wait_summary(counts, 100) == {
+        "samples": 100,
+        "interval_ms": 10,
+        "backends": {
+            "fetch_orchestration_item": {"Lock:advisory": 3.0},
+            "fetch_work_item": {"CPU": 0.5},
+        },
+    }
+
+
+def test_the_report_sets_the_models_advisory_convoy_beside_the_measured_one():
+    trace = read_trace("traces/recorded/dbload/rtt0_f5_2x2_seq_poll10_db1_idle08_waits.jsonl")
+    result = compare(trace, replications=2)
+    measured = trace.server["waits"]["backends"]["fetch_orchestration_item"]["Lock:advisory"]
+    row = next(line for line in markdown([result]).splitlines() if "Lock:advisory" in line)
+    assert row.endswith(f"| {measured:.2f} / {result.extra['advisory_waiting']:.2f} |")
+    # eight idle nodes' fetches do queue on the lock in the model too
+    assert result.extra["advisory_waiting"] > 0.5
 
 
 def test_calibrate_takes_the_server_time_from_the_recording(pinned):
@@ -76,6 +115,9 @@ def test_a_trace_without_server_figures_is_compared_as_before():
         ('{"cpu_busy": "high"}', "'cpu_busy' must be a finite number"),
         ('{"statements": {"fetch_history": {"calls": 1.5, "mean_ms": 1}}}', "whole number"),
         ('{"statements": {"fetch_history": {"calls": 3}}}', "'mean_ms' must be a finite number"),
+        ('{"waits": [1]}', "'waits' must be an object with 'samples' and 'backends'"),
+        ('{"waits": {"samples": 5, "backends": {"f": {"CPU": -1}}}}', "'CPU' must be >= 0"),
+        ('{"waits": {"samples": 5, "backends": {"f": 2}}}', "'f' must be an object of wait"),
     ],
 )
 def test_a_bad_server_header_is_one_error(tmp_path, server, message):

@@ -3,6 +3,8 @@
 import pytest
 import simpy
 
+from durosim.model.scenario import load
+from durosim.model.world import simulate
 from durosim.sim.dispatch import Dispatcher, MinPollInterval, SleepAfterEmpty
 
 
@@ -81,3 +83,18 @@ def test_an_error_that_is_not_retryable_is_not_swallowed():
     Dispatcher(env, "d", fetch, lambda item, slot: iter(()), MinPollInterval(0.1), Unavailable)
     with pytest.raises(KeyError):
         env.run(until=1.0)
+
+
+
+def test_idle_nodes_make_a_convoy_on_the_advisory_lock():
+    """duroxide-0.2's orchestration fetch takes the oldest visible instance's advisory lock: the
+    more nodes poll, the more fetches queue on it; the 2025-11 runtime takes no such lock."""
+    base = ["runtime_options.dispatcher_poll_interval_ms=10", "network.rtt_ms=0.5",
+            "workload.count=8"]  # fmt: skip
+
+    def waiting(*extra: str) -> float:
+        return simulate(load("lab", [*base, *extra]), 0).advisory_waiting
+
+    alone, crowded = waiting(), waiting("host.nodes=9")
+    assert crowded > 3 * alone and crowded > 0.5
+    assert waiting('runtime="duroxide-2025-11"', "host.nodes=9") == 0.0

@@ -87,6 +87,7 @@ REAL_TABLES = (
     "| trace | arrivals |",
     "| trace | workflow |",
     "| trace | nodes |",
+    "| trace | procedure |",
 )
 PUBLISHED_TABLES = ("| row |", "| from row |")
 

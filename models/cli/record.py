@@ -132,6 +132,12 @@ from durosim.lab.recorder import record as record_run
     "instead of a throwaway cluster.",
 )
 @click.option("--calls", is_flag=True, help="Also add one call record per provider statement.")
+@click.option(
+    "--server-waits",
+    is_flag=True,
+    help="Sample pg_stat_activity every 10 ms and say in the header where the server's active "
+    "backends were: on a core or waiting (for which lock or I/O), by procedure.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print what was written as one JSON object.")
 def record(as_json, **options):
     """Run the real duroxide runtime against a real PostgreSQL and write a durosim-trace/1 file

@@ -198,7 +198,26 @@ def _server(value: object, where: str) -> dict:
         if calls < 0 or mean < 0:
             raise TraceError(f"{where}: server statement '{op}' needs calls and mean_ms >= 0")
         out["statements"][str(op)] = {"calls": int(calls), "mean_ms": mean}
+    if "waits" in value:
+        out["waits"] = _waits(value["waits"], f"{where}: server 'waits'")
     return out
+
+
+def _waits(value: object, where: str) -> dict:
+    """`server.waits`: samples, and average backends by procedure and wait, each >= 0."""
+    if not isinstance(value, dict) or not isinstance(value.get("backends"), dict):
+        raise TraceError(f"{where} must be an object with 'samples' and 'backends'")
+    samples = _number(value, "samples", where, whole=True)
+    backends: dict[str, dict[str, float]] = {}
+    for op, by_wait in value["backends"].items():
+        if not isinstance(by_wait, dict):
+            raise TraceError(f"{where}: '{op}' must be an object of wait -> mean backends")
+        for wait in by_wait:
+            mean = _number(by_wait, wait, f"{where}: '{op}'")
+            if mean < 0:
+                raise TraceError(f"{where}: '{op}' '{wait}' must be >= 0, got {mean}")
+            backends.setdefault(str(op), {})[str(wait)] = mean
+    return {"samples": int(samples), "backends": backends}
 
 
 def _json(line: str, where: str) -> object:

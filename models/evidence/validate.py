@@ -200,6 +200,7 @@ def predict(
         "replications": float(replications),
         "calls_per_orchestration": result.calls_per_orchestration,
         "workflows": result.by_workflow_ms,
+        "advisory_waiting": result.advisory_waiting_mean,
     }
     predicted = (
         {f"{stat}_ms": result.latency_ms[stat] for stat in ("mean", "p50", "p95")}
@@ -353,6 +354,11 @@ def compare(
         allowed[metric] = limit
         if not (abs(error) <= limit):
             ok = False
+    waits = (trace.server or {}).get("waits")
+    advisory = extra.pop("advisory_waiting")
+    if waits:
+        extra["server_waits"] = waits["backends"]
+        extra["advisory_waiting"] = round(advisory, 3)
     if trace.conditions.get("mode") == "open":
         extra["arrivals"] = trace.arrivals or sum(not o.warmup for o in trace.orchestrations)
     predicted_by_workflow = extra.pop("workflows")

@@ -18,6 +18,10 @@ from durosim.evidence.validate import (
 )
 
 
+MIN_WAITING = 0.05
+"""Backends on average below which the report leaves a (procedure, wait) out."""
+
+
 def _rtt(value: float | None) -> str:
     if value is None:
         return ""
@@ -142,6 +146,32 @@ def markdown(
                 + " | ".join(_cell(c, m) for m in ("mean_ms", "p95_ms", "throughput_per_s"))
                 + " |"
             )
+        lines.append("")
+    sampled = [c for c in comparisons if c.extra.get("server_waits")]
+    if sampled:
+        lines += [
+            "Where the server's active backends were, in recordings that sampled "
+            "pg_stat_activity (`record --server-waits`): backends on average, by procedure, on "
+            f"a core (CPU: running or waiting for one) or waiting; entries of {MIN_WAITING:g} "
+            "and more. The model says how many orchestration fetches wait on an instance's "
+            "advisory lock (measured / predicted); it has no other waits of a backend.",
+            "",
+            "| trace | procedure | on a core or waiting for | backends |",
+            "|---|---|---|---:|",
+        ]
+        for c in sampled:
+            name = f"{Path(c.trace).parent.name}/{Path(c.trace).stem}"
+            rows = [
+                (mean, op, wait)
+                for op, by_wait in c.extra["server_waits"].items()
+                for wait, mean in by_wait.items()
+                if mean >= MIN_WAITING
+            ]
+            for mean, op, wait in sorted(rows, key=lambda row: (-row[0], row[1], row[2])):
+                cell = f"{mean:.2f}"
+                if (op, wait) == ("fetch_orchestration_item", "Lock:advisory"):
+                    cell += f" / {c.extra['advisory_waiting']:.2f}"
+                lines.append(f"| {name} | {op} | {wait} | {cell} |")
         lines.append("")
     mixes = [c for c in comparisons if len(c.extra.get("workflows", {})) > 1]
     if mixes:

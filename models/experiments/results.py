@@ -92,6 +92,8 @@ class Summary:
     """Provider calls a run lost to a pool that timed out (the server full), on average."""
     connections_open: float = 0.0
     """Connections open at the end of a run, all nodes' pools together, on average."""
+    advisory_waiting_mean: float = 0.0
+    """Orchestration fetches waiting on an instance's advisory lock (duroxide-0.2), on average."""
 
     @property
     def throughput_per_s(self) -> float:
@@ -128,6 +130,7 @@ class Summary:
             "worker_slot_utilisation": round(self.worker_slot_utilisation, 4),
             "connections_open": round(self.connections_open, 2),
             "pool_timed_out_per_run": round(self.pool_timed_out_per_run, 2),
+            "advisory_waiting_mean": round(self.advisory_waiting_mean, 3),
         }
         if self.total_per_run_s:
             out["total_s"] = round(mean(self.total_per_run_s), 3)
@@ -226,4 +229,5 @@ def summarize(scenario: Scenario, runs: list[RunResult]) -> Summary:
         worker_slot_utilisation=sum(r.worker_slot_utilisation for r in runs) / n,
         pool_timed_out_per_run=sum(r.pool_timed_out for r in runs) / n,
         connections_open=sum(r.connections_open for r in runs) / n,
+        advisory_waiting_mean=sum(r.advisory_waiting for r in runs) / n,
     )

@@ -306,7 +306,7 @@ def record(options: dict) -> dict:
                 except RuntimeError as err:
                     raise ExternalError(f"--calls: {first_line(err)} (once per process)") from None
             length = plan.warmup + (100 if plan.mode in ("stress", "open") else plan.count)
-            watch = ServerWatch(server_dsn, plan.database_cores)
+            watch = ServerWatch(server_dsn, plan.database_cores, options.get("server_waits", False))
             stack.callback(watch.close)
             with (
                 running_runtime(duroxide, server_dsn, path_dsn, schema, plan) as client,

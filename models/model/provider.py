@@ -111,6 +111,8 @@ class PostgresProvider:
         self.stored_procedures = stored_procedures
         self.timed_out = 0
         """Calls whose pool timed out (each attempt counts)."""
+        self.advisory_wait_s = 0.0
+        """Time fetches spent waiting on an instance's advisory lock, all together."""
         if shared is None:
             self.orchestrator_queue = OrchestratorQueue()
             self.worker_queue = WorkerQueue()
@@ -216,6 +218,8 @@ class PostgresProvider:
                 # its turn at the lock, the re-check finds the instance taken, and the loop
                 # looks again: the next instance nobody claimed, or nothing
                 free = target.advisory_free_at
+                if free > now:
+                    self.advisory_wait_s += free - now
                 ready = (free if free > now else now) + recheck_s
                 target.advisory_free_at = ready
                 target = queue.oldest_visible(unclaimed=True)
@@ -227,6 +231,7 @@ class PostgresProvider:
             target.claimed_by = claim
             free = target.advisory_free_at
             start = free if free > ready else ready
+            self.advisory_wait_s += start - ready
             target.advisory_free_at = start + fetch_s  # admitted() makes it the real finish
             if waited or free > now:  # its work starts when the lock is its own
                 return key, start + fetch_s

@@ -62,6 +62,8 @@ class RunResult:
     stopped_early_s: float | None = None
     """When `doomed` ended the run early: the simulated time it stopped at."""
     pool_timed_out: int = 0
+    advisory_waiting: float = 0.0
+    """Fetches waiting on an instance's advisory lock, on average over the window."""
     """Provider calls whose pool timed out (the server refused a new connection), every
     attempt counted, over the whole run."""
     dispatcher_errors: int = 0
@@ -292,6 +294,7 @@ def simulate(
         at_start.update(
             time=env.now,
             server=server.busy_s,
+            advisory=sum(r.provider.advisory_wait_s for r in runtimes),
             orchestrators=sum(d.busy_s for d in orchestrators),
             workers=sum(d.busy_s for d in workers),
         )
@@ -378,5 +381,7 @@ def simulate(
         connections_open=limit.open,
         stopped_early_s=stopped[0] if stopped else None,
         pool_timed_out=sum(r.provider.timed_out for r in runtimes),
+        advisory_waiting=utilisation(
+            sum(r.provider.advisory_wait_s for r in runtimes) - at_start.get("advisory", 0.0), 1),
         dispatcher_errors=sum(d.errors for d in orchestrators + workers),
     )  # fmt: skip
