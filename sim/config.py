@@ -156,6 +156,8 @@ def from_table(cls: type, table: dict, where: str = "") -> object:
         kwargs[name] = _convert(value, hints[name], path, key)
     try:
         made = cls(**kwargs)
+    except ConfigError:
+        raise
     except (TypeError, ValueError) as err:
         raise ConfigError(f"{where or 'scenario'}: {err}") from None
     for f in dataclasses.fields(cls):

@@ -25,6 +25,7 @@ from typing import NamedTuple
 
 import simpy
 
+from durosim.sim.faults import LinkFaults, Outages
 from durosim.sim.network import Link
 from durosim.sim.pool import REFUSED, Pool
 from durosim.sim.server import DbServer
@@ -101,6 +102,22 @@ class PoolTimedOut(Exception):
     """sqlx's `Error::PoolTimedOut` ("pool timed out while waiting for an open connection")."""
 
 
+class StatementFailed(Exception):
+    """The statement was on its way when the server shut down: PostgreSQL 57P01 "terminating
+    connection due to administrator command", a database error that duroxide-pg classes as
+    permanent (pg-cur `provider.rs` error mapping: only 40P01, 0A000, pool and I/O errors retry)."""
+
+
+class NodeDown(Exception):
+    """The node this client belongs to has crashed: its processes end at their next call."""
+
+
+# sqlx retries a refused connect from 10 ms, doubling, capped at a fifth of the time left to the
+# acquire deadline when it began (sqlx-core 0.8.6 `pool/inner.rs` `connect`).
+CONNECT_BACKOFF_S = 0.01
+CONNECT_BACKOFF_SHARE = 0.2
+
+
 class DbClient:
     def __init__(
         self,
@@ -110,6 +127,8 @@ class DbClient:
         server: DbServer,
         behaviour: PoolBehaviour = PoolBehaviour(),
         call_overhead_s: float = 0.0,
+        outages: Outages | None = None,
+        link_faults: LinkFaults | None = None,
     ):
         self.env = env
         self.link = link
@@ -120,6 +139,14 @@ class DbClient:
         # the connection of the call that returned last, and when it goes back to the pool
         self.last_connection = -1
         self.last_released_s = 0.0
+        self.outages = outages
+        self.link_faults = link_faults
+        self.faulted = outages is not None or link_faults is not None
+        self.dead = False
+        """The node crashed: every call from now on raises NodeDown."""
+        self.may_crash = False
+        """The node crashes in this run: a call checks, as its statement leaves, that the node
+        is still there (a statement already sent runs and commits; one not yet sent is lost)."""
 
     def call(self, statement: Statement, caller: str = ""):
         """Generator: run one statement; return (its commit's result, the call's CallTimes).
@@ -131,6 +158,10 @@ class DbClient:
         """Generator: several statements pipelined on one connection, in one round trip: each
         runs at the server when the one before it commits, and one reply brings all results.
         Returns [(result, CallTimes)] in order; the times share start, acquisition and reply."""
+        if self.dead:
+            raise NodeDown()
+        if self.faulted:
+            return (yield from self._call_faulted(statements, caller))
         env = self.env
         pool = self.pool
         behaviour = self.behaviour
@@ -210,5 +241,130 @@ class DbClient:
         self.last_released_s = finish + hold
         return [
             (result, _times(CallTimes, (start, acquired, at_server, committed, finish + back, end)))
+            for result, committed in results
+        ]
+
+    def _call_faulted(self, statements: Sequence[Statement], caller: str):
+        """`call_many` in a run with faults: each message crosses the link on its own (held,
+        slowed or lost in a link's fault window), a connection from before an outage is broken
+        (its ping fails and sqlx opens a new one), a connect to a server that is down is refused
+        and retried until the acquire deadline, and a statement that reaches a server that is
+        down or restarted fails."""
+        env = self.env
+        pool = self.pool
+        behaviour = self.behaviour
+        rtt = self.link.rtt
+        outages = self.outages
+        links = self.link_faults
+        cross = links.cross if links is not None else (lambda t, one_way: t + one_way)
+
+        def round_trip(t: float) -> float:
+            half = rtt() / 2.0
+            return cross(cross(t, half), half)
+
+        start = env._now
+        taken = pool.try_take()
+        if taken is None:
+            connection, fresh = yield from pool.acquire(caller)
+        else:
+            connection, fresh = taken
+        acquired = env._now
+        deadline = start + behaviour.acquire_timeout_s
+        if connection is REFUSED:
+            if deadline > acquired:
+                yield env.timeout(deadline - acquired)
+            pool.give_back()
+            raise PoolTimedOut()
+        t = acquired
+        epoch = outages.epoch(t) if outages is not None else 0
+        if not fresh and connection.epoch != epoch:
+            if behaviour.ping_on_acquire:
+                t = round_trip(t)  # the ping finds the connection closed
+            fresh = True
+            connection.prepared.clear()
+        if fresh:
+            backoff = CONNECT_BACKOFF_S
+            cap = max(CONNECT_BACKOFF_S, (deadline - t) * CONNECT_BACKOFF_SHARE)
+            while outages is not None and outages.down_until(cross(t, rtt() / 2.0)) is not None:
+                if not outages.refused(t):  # closed by what stands in front: no retry
+                    yield env.timeout(max(0.0, round_trip(t) - env._now))
+                    pool.release(connection)
+                    raise StatementFailed()
+                t = round_trip(t) + backoff  # refused; sqlx sleeps and tries again
+                backoff = min(backoff * 2.0, cap)
+                if t >= deadline:
+                    yield env.timeout(max(0.0, deadline - env._now))
+                    pool.release(connection)
+                    raise PoolTimedOut()
+            for _ in range(behaviour.connect_round_trips):
+                t = round_trip(t)
+            connection.epoch = outages.epoch(t) if outages is not None else 0
+        elif behaviour.ping_on_acquire:
+            t = round_trip(t)
+        prepared = connection.prepared
+        for statement in statements:
+            if statement.name not in prepared and behaviour.prepare_round_trip:
+                prepared.add(statement.name)
+                t = round_trip(t)
+            for _ in range(statement.extra_round_trips):
+                t = round_trip(t)
+        half = rtt() / 2.0
+        if self.may_crash:
+            yield env.timeout(t - env._now)
+            if self.dead:
+                pool.release(connection)
+                raise NodeDown()
+        at_server = cross(t, half)
+        yield env.timeout(at_server - env._now)
+        if outages is not None and (
+            outages.down_until(at_server) is not None
+            or outages.epoch(at_server) != connection.epoch
+        ):
+            yield env.timeout(cross(at_server, half) - env._now)
+            pool.release(connection)  # broken: the next caller's ping finds it so
+            raise StatementFailed()
+        overhead = self.call_overhead_s
+        results = []
+        for statement in statements:
+            arrived = env._now
+            commit = statement.commit
+            if statement.begin is None:
+                cost_key, not_before = statement.name, arrived
+            else:
+                cost_key, not_before = statement.begin(arrived)
+            finish = self.server.admit(cost_key, arrived)
+            if not_before > finish:
+                finish = not_before
+            if statement.admitted is not None:
+                statement.admitted(finish)
+            if finish > arrived:
+                yield env.timeout(finish - arrived)
+            reply = cross(finish, half)
+            result = commit(
+                _times(CallTimes, (start, acquired, at_server, finish, reply, reply + overhead))
+            )
+            while isinstance(result, Blocked):
+                yield env.timeout(result.until_s - env._now)
+                finish = env._now
+                reply = cross(finish, half)
+                result = commit(
+                    _times(CallTimes, (start, acquired, at_server, finish, reply, reply + overhead))
+                )
+            if isinstance(result, FollowUp):
+                done = env._now
+                for _ in range(result.round_trips):
+                    done = round_trip(done)
+                yield env.timeout(done - env._now)
+                result = result.result
+            results.append((result, finish))
+        finish = env._now
+        reply = cross(finish, half)
+        hold = reply - finish + rtt() if behaviour.ping_on_release else reply - finish
+        pool.release_later(hold, connection)
+        yield env.timeout(reply + overhead - finish)
+        self.last_connection = connection.number
+        self.last_released_s = finish + hold
+        return [
+            (result, _times(CallTimes, (start, acquired, at_server, committed, reply, env._now)))
             for result, committed in results
         ]

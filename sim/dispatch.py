@@ -18,8 +18,11 @@ from dataclasses import dataclass
 
 import simpy
 
+from durosim.sim.db import NodeDown
+
 # A dispatcher's back-off after a retryable provider error: min(100 ms x 2^n, 3 s), n the errors
-# in a row (dx-cur `orchestration.rs:390-516`, `worker.rs:202-250`).
+# in a row (so 200 ms first); 100 ms after a permanent one (dx-cur `orchestration.rs:390-516`,
+# `worker.rs:202-250`).
 ERROR_BACKOFF_S = 0.1
 ERROR_BACKOFF_MAX_S = 3.0
 
@@ -115,11 +118,17 @@ class Dispatcher:
                 item = yield from self.fetch(self)
                 if item is not None:
                     yield from self.handle(item, self)
-            except failing:
-                # a retryable provider error: sleep min(100 ms x 2^n, 3 s), n errors in a row
-                errors += 1
+            except NodeDown:
+                return  # the node crashed: its slots stop
+            except failing as err:
                 self.errors += 1
-                yield env.timeout(min(ERROR_BACKOFF_S * 2**errors, ERROR_BACKOFF_MAX_S))
+                if getattr(err, "retryable", True):
+                    # sleep min(100 ms x 2^n, 3 s), n retryable errors in a row
+                    errors += 1
+                    yield env.timeout(min(ERROR_BACKOFF_S * 2**errors, ERROR_BACKOFF_MAX_S))
+                else:  # a permanent error: 100 ms
+                    errors = 0
+                    yield env.timeout(ERROR_BACKOFF_S)
                 continue
             errors = 0
             if item is None:

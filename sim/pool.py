@@ -36,11 +36,13 @@ from durosim.sim.stats import Level
 
 
 class Connection:
-    __slots__ = ("number", "prepared")
+    __slots__ = ("number", "prepared", "epoch")
 
     def __init__(self, number: int):
         self.number = number
         self.prepared: set[str] = set()
+        self.epoch = 0
+        """The server's outages begun when it was opened (a run with faults: `sim.faults`)."""
 
 
 class _Refused:

@@ -11,10 +11,14 @@ import click
 from durosim.cli.paths import figure_path, save_figure
 from durosim.sim.errors import InputError
 
-KINDS = ("options", "breakdown", "capacity", "sweep")
+KINDS = ("options", "breakdown", "capacity", "sweep", "faults")
 
 
 def _kind_of(data: object) -> str | None:
+    if isinstance(data, dict) and isinstance(data.get("faults"), dict):
+        return "faults"
+    if isinstance(data, dict) and isinstance(data.get("traces"), list):
+        return "faults"  # validate --json: the recordings with faults, over time
     if isinstance(data, dict) and isinstance(data.get("rows"), list) and "computed" in data:
         return "sweep"
     if isinstance(data, dict) and isinstance(data.get("rows"), list):
@@ -30,7 +34,9 @@ def _kind_of(data: object) -> str | None:
     "--kind",
     type=click.Choice(KINDS),
     help="What to draw (default: options for compare rows, capacity for capacity, sweep for "
-    "sweep: latency and the database's CPU against the one key it varied).",
+    "sweep: latency and the database's CPU against the one key it varied; faults for `run "
+    "--json` of a scenario with faults, or `validate --json` of recordings with faults: "
+    "latency and throughput over time).",
 )
 @click.option(
     "--out",
@@ -40,8 +46,10 @@ def _kind_of(data: object) -> str | None:
 )
 def plot(rows, kind, out):
     """Draw a figure from ROWS, the JSON that `durosim compare --json`, `durosim capacity
-    --json` or `durosim sweep --json` printed: options side by side, where the time goes, the
-    throughput-latency curve, or latency and database CPU against a swept key."""
+    --json`, `durosim sweep --json`, `durosim run --json` (with faults) or `durosim validate --json`
+    (recordings with faults) printed: options side
+    by side, where the time goes, the throughput-latency curve, latency and database CPU against
+    a swept key, or latency and throughput over time around faults."""
     figure_path(out, [rows])
     try:
         data = json.loads(Path(rows).read_text(encoding="utf-8"))
@@ -52,10 +60,11 @@ def plot(rows, kind, out):
     found = _kind_of(data)
     if found is None:
         raise InputError(
-            f"{rows}: not the JSON of `durosim compare`, `durosim capacity` or `durosim sweep`"
+            f"{rows}: not the JSON of `durosim compare`, `durosim capacity`, `durosim sweep` or "
+            "`durosim run` with faults"
         )
     kind = kind or found
-    single = ("capacity", "sweep")
+    single = ("capacity", "sweep", "faults")
     if kind != found and (kind in single or found in single):
         raise InputError(f"--kind {kind} does not fit {rows}, which holds {found} rows")
     if kind == "options":
@@ -70,6 +79,13 @@ def plot(rows, kind, out):
 
         first = data["rows"][0] if data["rows"] and isinstance(data["rows"][0], dict) else {}
         draw = partial(sweep_lines, keys=[k for k in first if k not in METRICS])
+    elif kind == "faults":
+        from durosim.plots.faults import over_time, validated
+
+        def draw(result: dict):
+            if "traces" in result:
+                return validated(result)
+            return over_time(result["faults"], title=result.get("scenario", ""))
     else:
         from durosim.plots.capacity import throughput_latency as draw
     try:

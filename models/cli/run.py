@@ -69,6 +69,7 @@ def _print_summary(s: Scenario, out: dict, verdict: str | None = None) -> None:
     if lat["mean"] is None:
         echo("no orchestration completed")
         _connections(out, s, echo)
+        _faults(out, echo)
         return
     echo("")
     echo("latency (ms)      mean      p50      p95      p99")
@@ -132,8 +133,33 @@ def _print_summary(s: Scenario, out: dict, verdict: str | None = None) -> None:
         f"{out['worker_queue_mean']:.2f} work items"
     )
     _connections(out, s, echo)
+    _faults(out, echo)
     if verdict:
         echo(verdict)
+
+
+def _faults(out: dict, echo) -> None:
+    """What the scenario's faults did: recovery, activities run again (the timeline: --json)."""
+    report = out.get("faults")
+    if report is None:
+        return
+    echo("")
+    echo("faults: " + "; ".join(report["faults"]))
+    ci, mean_s = report["recovery_ci_s"], report["recovery_s"]
+    when = (
+        "not in every run" if mean_s is None
+        else f"{mean_s:.1f} s after the fault ended{'' if ci is None else f' (±{ci:.1f})'}"
+    )  # fmt: skip
+    echo(
+        f"recovery: p95 back under {report['slo_ms']:.0f} ms {when}; each run: "
+        + ", ".join("never" if x is None else f"{x:g} s" for x in report["recovery_per_run_s"])
+    )
+    peak = max((b["backlog"] for b in report["timeline"]), default=0.0)
+    echo(
+        f"activities run again (never acknowledged the first time): "
+        f"{report['activity_reruns_per_run']:.1f} a run; largest backlog {peak:.1f} "
+        f"orchestrations; per {report['bucket_s']:g} s: --json, or durosim plot --kind faults"
+    )
 
 
 def _connections(out: dict, s, echo) -> None:

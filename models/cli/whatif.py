@@ -136,6 +136,14 @@ def _print_compare(result: dict) -> None:
                 f"{'  ' + name:<{width}}  {wl['p50']:9.1f} {wl['p95']:9.1f} "
                 f"{wl['p99']:9.1f} {row['throughput_per_s']:8.3f}"
             )
+        if "faults" in r:
+            report = r["faults"]
+            recovery = report["recovery_s"]
+            click.echo(
+                f"{'':<{width}}  after the faults: recovery "
+                + ("not in every run" if recovery is None else f"{recovery:.1f} s")
+                + f", {report['activity_reruns_per_run']:.1f} activities run again a run"
+            )
 
 
 @click.command()

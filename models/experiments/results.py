@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from durosim.model.breakdown import PARTS
+from durosim.model.faults import report as fault_report
 from durosim.model.scenario import Scenario
 from durosim.model.world import RunResult, simulate
 from durosim.sim.stats import mean, mean_ci, percentile
@@ -94,6 +95,8 @@ class Summary:
     """Connections open at the end of a run, all nodes' pools together, on average."""
     advisory_waiting_mean: float = 0.0
     """Orchestration fetches waiting on an instance's advisory lock (duroxide-0.2), on average."""
+    faults: dict | None = None
+    """With `[[faults]]`: what they did (`durosim.model.faults.report`)."""
 
     @property
     def throughput_per_s(self) -> float:
@@ -132,6 +135,8 @@ class Summary:
             "pool_timed_out_per_run": round(self.pool_timed_out_per_run, 2),
             "advisory_waiting_mean": round(self.advisory_waiting_mean, 3),
         }
+        if self.faults is not None:
+            out["faults"] = self.faults
         if self.total_per_run_s:
             out["total_s"] = round(mean(self.total_per_run_s), 3)
             out["total_ci_s"] = _ci(self.total_per_run_s)
@@ -230,4 +235,14 @@ def summarize(scenario: Scenario, runs: list[RunResult]) -> Summary:
         pool_timed_out_per_run=sum(r.pool_timed_out for r in runs) / n,
         connections_open=sum(r.connections_open for r in runs) / n,
         advisory_waiting_mean=sum(r.advisory_waiting for r in runs) / n,
+        faults=(
+            fault_report(
+                scenario.faults,
+                scenario.recovery,
+                [r.orchestrations for r in runs],
+                [float(r.activity_reruns) for r in runs],
+            )
+            if scenario.faults
+            else None
+        ),  # fmt: skip
     )

@@ -56,9 +56,10 @@ def bottleneck(busy: dict[str, float], waiting_by_caller: dict[str, float]) -> s
 def past_saturation(scenario: Scenario, summary: Summary) -> str | None:
     """Open loop: a line saying the scenario is past saturation and why, or None when it keeps
     up (every arrival completed within the wait timeout, and with Poisson arrivals the
-    throughput within 10% of the rate that really arrived)."""
+    throughput within 10% of the rate that really arrived). Not with faults: what they leave
+    undone is theirs, and their report says it."""
     w = scenario.workload
-    if w.mode != "open":
+    if w.mode != "open" or scenario.faults:
         return None
     offered = None if w.arrival_trace else w.arrival_rate_per_s
     short = offered is not None and summary.throughput_per_s < 0.9 * summary.arrivals_per_s

@@ -54,6 +54,8 @@ METRICS = (
     "calls_per_orchestration",
     "pool_in_use_mean",
     "server_utilisation",
+    "recovery_s",
+    "activity_reruns",
     "replications",
     "config_digest",
     "wall_s",
@@ -231,6 +233,19 @@ def _number(value: float | None, digits: int) -> float | str:
     return round(value, digits)
 
 
+def _fault_cells(summary) -> dict[str, object]:
+    """With faults: the mean recovery time ("never" when a replication did not recover) and
+    the activities run again a run; empty cells without."""
+    report = summary.faults
+    if report is None:
+        return {"recovery_s": "", "activity_reruns": ""}
+    recovery = report["recovery_s"]
+    return {
+        "recovery_s": "never" if recovery is None else recovery,
+        "activity_reruns": report["activity_reruns_per_run"],
+    }
+
+
 def run_point(index: int, cells: dict[str, str], scenario: Scenario, digest: str):
     """Simulate one point's replications and reduce them to its row: (index, row)."""
     started = time.perf_counter()
@@ -253,6 +268,7 @@ def run_point(index: int, cells: dict[str, str], scenario: Scenario, digest: str
         calls_per_orchestration=round(sum(calls.values()), 3) if calls else "",
         pool_in_use_mean=round(summary.pool_in_use_mean, 3),
         server_utilisation=round(summary.server_utilisation, 4),
+        **_fault_cells(summary),
         replications=summary.replications,
         **_workflow_cells(summary),
         config_digest=digest,

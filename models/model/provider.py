@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import simpy
 
-from durosim.model.breakdown import TIMER, Path
+from durosim.model.breakdown import PARTS, TIMER, Path
 from durosim.model.program import Turn
 from durosim.model.queues import (
     CallLog,
@@ -38,7 +38,15 @@ from durosim.model.queues import (
     WorkerQueue,
     WorkItem,
 )
-from durosim.sim.db import Blocked, CallTimes, DbClient, FollowUp, PoolTimedOut, Statement
+from durosim.sim.db import (
+    Blocked,
+    CallTimes,
+    DbClient,
+    FollowUp,
+    PoolTimedOut,
+    Statement,
+    StatementFailed,
+)
 from durosim.sim.dispatch import Signal
 
 _FAILED = object()
@@ -56,10 +64,19 @@ class FetchFailed(Exception):
 
 
 class ProviderUnavailable(Exception):
-    """A provider call that failed with a retryable error after the provider's own retries
-    (the pool timed out): duroxide's dispatchers back off, the client's call fails."""
+    """A provider call that failed: retryable (the pool timed out, after the provider's own
+    retries where it makes them) or permanent (the server shut down under the statement).
+    duroxide's dispatchers back off from a retryable error and sleep 100 ms after a permanent
+    one; the client's call fails."""
+
+    def __init__(self, retryable: bool = True):
+        super().__init__("retryable" if retryable else "permanent")
+        self.retryable = retryable
 
 
+ABANDON_DELAY_S = 0.1
+"""The worker's `abandon_work_item` delay: visible again 100 ms after it commits (dx-cur
+`worker.rs:733-758`)."""
 # duroxide-pg retries a call that failed with a retryable error (PoolTimedOut among them) up to
 # 3 more times, 50 ms x attempt apart (pg-cur `provider.rs:707-708`, `sqlx_to_provider_error`).
 PROVIDER_RETRIES = 3
@@ -76,6 +93,10 @@ class Op:
     caller: str = "client"
     """Who makes the call (a dispatcher slot "orch-0", "work-1", or "client"), for the pool's
     waiting time by caller (`caller_kind`)."""
+    retried: bool = False
+    """duroxide-pg retries the call's retryable errors (3 times, 50 ms x attempt apart): only
+    `fetch_orchestration_item` and `ack_orchestration_item` (pg-cur `provider.rs:707-779,
+    916-1102`)."""
 
 
 CALLER_KINDS = {"orch": "orchestration slots", "work": "worker slots"}
@@ -113,6 +134,12 @@ class PostgresProvider:
         """Calls whose pool timed out (each attempt counts)."""
         self.advisory_wait_s = 0.0
         """Time fetches spent waiting on an instance's advisory lock, all together."""
+        self.failed_statements = 0
+        """Statements that reached a server that was down or had restarted (each attempt)."""
+        self.executions = 0
+        """Activities run (a redelivered work item runs again)."""
+        self.repeated = 0
+        """Activities run again after their first run was never acknowledged."""
         if shared is None:
             self.orchestrator_queue = OrchestratorQueue()
             self.worker_queue = WorkerQueue()
@@ -131,8 +158,8 @@ class PostgresProvider:
         the pool timed out on every attempt."""
         try:
             [(result, times)] = yield from self.db.call_many((op.statement,), op.caller)
-        except PoolTimedOut:
-            [(result, times)] = yield from self._retry([op.statement], op.caller)
+        except (PoolTimedOut, StatementFailed) as err:
+            [(result, times)] = yield from self._retry([op.statement], op.caller, err, op.retried)
         self.log.connection, self.log.released_s = self.db.last_connection, self.db.last_released_s
         return op.done(result, times)
 
@@ -141,28 +168,111 @@ class PostgresProvider:
         statements = [op.statement for op in ops]
         try:
             results = yield from self.db.call_many(statements, ops[0].caller)
-        except PoolTimedOut:
-            results = yield from self._retry(statements, ops[0].caller)
+        except (PoolTimedOut, StatementFailed) as err:
+            results = yield from self._retry(statements, ops[0].caller, err, ops[0].retried)
         self.log.connection, self.log.released_s = self.db.last_connection, self.db.last_released_s
         return [op.done(result, times) for op, (result, times) in zip(ops, results)]
 
-    def _retry(self, statements: list[Statement], caller: str):
-        """Generator: the provider's retries of a call whose pool timed out (the statements
-        never reached the server, so they run as they are)."""
-        self.timed_out += 1
-        for attempt in range(PROVIDER_RETRIES):
+    def _retry(self, statements: list[Statement], caller: str, first: Exception, retried: bool):
+        """Generator: the provider's retries of a call whose pool timed out, where it makes
+        them (the statements had no effect, so they run again as they are); a failed statement
+        is a permanent error."""
+        self._count(first)
+        err = first
+        for attempt in range(PROVIDER_RETRIES if retried else 0):
+            if isinstance(err, StatementFailed):
+                break
             yield self.env.timeout(PROVIDER_RETRY_DELAY_S * (attempt + 1))
             try:
                 return (yield from self.db.call_many(statements, caller))
-            except PoolTimedOut:
-                self.timed_out += 1
-        raise ProviderUnavailable()
+            except (PoolTimedOut, StatementFailed) as again:
+                self._count(again)
+                err = again
+        raise ProviderUnavailable(retryable=not isinstance(err, StatementFailed))
+
+    def _count(self, err: Exception) -> None:
+        if isinstance(err, PoolTimedOut):
+            self.timed_out += 1
+        else:
+            self.failed_statements += 1
 
     def _signal(self, signal: Signal) -> None:
         """An insert's NOTIFY reaches the runtime's listener half a round trip after commit."""
         if self.notify:
             delay = self.db.link.rtt() / 2.0
             self.env.timeout(delay).callbacks.append(lambda _event: signal.fire())
+
+    # -- failed acks and locks that expire --------------------------------------------------
+
+    def expire_turn(
+        self, instance: Instance, messages: list[Message], turn: Turn, events: int, until: float
+    ) -> None:
+        """A turn whose ack failed: unless a later ack of the same fetch commits first, the
+        instance stays locked until `until` (its lock timeout from the fetch; duroxide's abandon
+        after a failed ack is built and dropped, never run: dx-cur `orchestration.rs:1188-1192`),
+        then its messages are fetched again and the turn carries on from where it was."""
+        serial = instance.taken
+
+        def expire(_event) -> None:
+            if instance.locked and instance.taken == serial:
+                instance.replay = (turn, events, set(messages))
+                self.orchestrator_queue.restore(instance, messages, self.env._now)
+                self._signal(self.orchestrator_signal)
+
+        self.env.timeout(max(0.0, until - self.env._now)).callbacks.append(expire)
+
+    def fail_turn(self, instance: Instance, until: float, actor: str) -> Op:
+        """The ack duroxide makes after its turn's ack failed for good: the orchestration
+        Failed (an infrastructure error), committed only while the instance lock holds
+        ("Invalid lock token" after; dx-cur `orchestration.rs:930-1006`)."""
+
+        def commit(times: CallTimes) -> bool:
+            if times.commit_s >= until or not instance.locked:
+                return False
+            failed = Turn()
+            failed.completes = True
+            instance.execution.failed = True
+            self._ack_effects(instance, failed, times.commit_s, [0.0] * len(PARTS))
+            return True
+
+        def done(failed, times):
+            self.log.note("ack_orchestration_item", instance, times, actor)
+            return failed
+
+        return Op(Statement("ack_orchestration_item", commit), done, actor, retried=True)
+
+    def abandon_work(self, items: list[WorkItem], actor: str) -> Op:
+        """`abandon_work_item(token, 100 ms)` after an activity's ack failed: the item is
+        visible again 100 ms after it commits, and runs again (dx-cur `worker.rs:733-758`)."""
+
+        def commit(times: CallTimes) -> None:
+            def back(_event) -> None:
+                self.worker_queue.put_back(items, self.env._now)
+                self._signal(self.worker_signal)
+
+            self.env.timeout(times.commit_s + ABANDON_DELAY_S - self.env._now).callbacks.append(
+                back
+            )
+
+        return Op(Statement("abandon_work_item", commit), lambda _, times: times, actor)
+
+    def expire_work(self, items: list[WorkItem], until: float) -> None:
+        """Activities whose ack and abandon both failed, or whose node crashed: locked until
+        `until` (the worker lock timeout from the fetch), then fetched again."""
+
+        def expire(_event) -> None:
+            self.worker_queue.put_back(items, self.env._now)
+            self._signal(self.worker_signal)
+
+        self.env.timeout(max(0.0, until - self.env._now)).callbacks.append(expire)
+
+    def ran(self, items: list[WorkItem]) -> None:
+        """Count the activities a worker starts to run."""
+        for item in items:
+            item.runs += 1
+            self.executions += 1
+            if item.runs > 1:
+                self.repeated += 1
 
     # -- the orchestrator queue ---------------------------------------------------------------
 
@@ -289,6 +399,7 @@ class PostgresProvider:
             Statement(label, commit, begin, admitted=admitted),
             lambda result, times: self._fetched(label, actor, result, times),
             actor,
+            retried=True,
         )
 
     def fetch_orchestration_item(self, actor: str) -> Op:
@@ -365,6 +476,7 @@ class PostgresProvider:
             Statement("ack_orchestration_item", commit, extra_round_trips=extra),
             done,
             actor,
+            retried=True,
         )
 
     def orchestration_turn(

@@ -42,7 +42,7 @@ class Instance:
     __slots__ = (
         "name", "number", "started", "pending", "locked", "claimed_by", "unlocked_at",
         "unlock_path", "program", "execution", "parent", "done_at", "done_path", "done_event",
-        "turns", "measured", "top", "failed", "advisory_free_at",
+        "turns", "measured", "top", "failed", "advisory_free_at", "replay", "taken",
     )  # fmt: skip
 
     def __init__(
@@ -62,6 +62,11 @@ class Instance:
         """When the last fetch queued on the instance's `pg_advisory_xact_lock` ends its
         transaction (duroxide-0.2's fetch takes it before claiming)."""
         self.locked = False
+        self.taken = 0
+        """Fetches that took its messages: tells a lock that expired from a later one."""
+        self.replay: tuple | None = None
+        """A turn whose ack never committed: (turn, events, the messages it folded in), which
+        the turn after the lock expires carries on from instead of folding them in again."""
         self.claimed_by: Claim | None = None
         self.unlocked_at = started
         self.unlock_path: Path | None = None
@@ -81,7 +86,7 @@ class Instance:
 
 
 class WorkItem:
-    __slots__ = ("instance", "ready", "path", "token", "duration")
+    __slots__ = ("instance", "ready", "path", "token", "duration", "runs")
 
     def __init__(
         self,
@@ -96,6 +101,7 @@ class WorkItem:
         self.path = path
         self.token = token
         self.duration = duration
+        self.runs = 0
 
 
 class Claim:
@@ -168,9 +174,19 @@ class OrchestratorQueue:
         messages = instance.pending
         instance.pending = []
         instance.locked = True
+        instance.taken += 1
         del self.waiting[instance]
         self.depth.set(now, self.depth.value - len(messages))
         return messages
+
+    def restore(self, instance: Instance, messages: list[Message], now: float) -> None:
+        """The instance's lock expired with its turn never acknowledged: the messages it took
+        are visible again, before any that came since."""
+        instance.pending = messages + instance.pending
+        instance.locked = False
+        if instance.pending:
+            self.waiting[instance] = None
+        self.depth.set(now, self.depth.value + len(messages))
 
     def unlock(self, instance: Instance, now: float, path: Path) -> None:
         instance.locked = False
@@ -199,6 +215,11 @@ class WorkerQueue:
             del self._items[: self._head]
             self._head = 0
         return taken
+
+    def put_back(self, items: list[WorkItem], now: float) -> None:
+        """Work items whose lock expired unacknowledged: the oldest again, so first."""
+        self._items[self._head : self._head] = items
+        self.depth.set(now, len(self))
 
     def __len__(self) -> int:
         return len(self._items) - self._head

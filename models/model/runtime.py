@@ -28,7 +28,11 @@ from durosim.model.program import Execution, Turn
 from durosim.model.provider import FetchFailed, PostgresProvider, ProviderUnavailable
 from durosim.model.queues import Instance, Message, WorkItem
 from durosim.model.scenario import Design
+from durosim.sim.db import NodeDown
 from durosim.sim.dispatch import Dispatcher, MinPollInterval, Notify, SleepAfterEmpty
+
+ACK_RETRIES = 5
+ACK_RETRY_BASE_S = 0.010
 
 
 class Runtime:
@@ -42,8 +46,12 @@ class Runtime:
         poll_interval_s: float,
         draw: np.random.Generator,
         design: Design,
+        lock_timeouts_s: tuple[float, float] = (5.0, 30.0),
     ):
+        """`lock_timeouts_s`: the orchestrator's and the worker's lock timeouts, after which
+        what a failed ack left locked is fetched again."""
         self.env = env
+        self.lock_timeouts_s = lock_timeouts_s
         self.provider = provider
         self.profile = profile
         self.draw = draw
@@ -100,9 +108,15 @@ class Runtime:
         ready, before = instance.unlocked_at, instance.unlock_path
         delivered = 0
         starts = False
+        turn, folded = Turn(), None
+        if instance.replay is not None:  # the turn before it was never acknowledged
+            turn, delivered, folded = instance.replay
+            instance.replay = None
         for message in messages:
             if before is None or message.ready > ready:
                 ready, before = message.ready, message.path
+            if folded is not None and message in folded:
+                continue
             kind = message.kind
             if kind == "start":
                 starts = True
@@ -116,7 +130,6 @@ class Runtime:
             else:  # an activity's completion, a timer, a child's completion
                 instance.execution.deliver(message.token, kind)
         instance.top.turns += 1
-        turn = Turn()
         instance.execution.run(turn)
         ends = turn.completes or turn.restarts
         events = (1 if starts else 0) + turn.scheduled + delivered + (1 if ends else 0)
@@ -142,14 +155,36 @@ class Runtime:
             lambda t: extend(path, fetched_at, t, True),
             slot.name,
         )
-        if not self.design.pipelining:
-            yield from self.provider.run(ack)
-            return
         try:
-            _, nxt = yield from self.provider.run_together([ack, self._turn_op(slot)])
-            self.prefetched[slot] = nxt
-        except FetchFailed:
-            pass
+            if not self.design.pipelining:
+                yield from self._ack_turn(ack)
+                return
+            try:
+                _, nxt = yield from self.provider.run_together([ack, self._turn_op(slot)])
+                self.prefetched[slot] = nxt
+            except FetchFailed:
+                pass
+        except NodeDown:
+            until = times.commit_s + self.lock_timeouts_s[0]
+            self.provider.expire_turn(instance, messages, turn, events, until)
+            raise
+        except ProviderUnavailable:
+            until = times.commit_s + self.lock_timeouts_s[0]
+            self.provider.expire_turn(instance, messages, turn, events, until)
+            # duroxide then writes the orchestration Failed, through the same retries
+            yield from self._ack_turn(self.provider.fail_turn(instance, until, slot.name))
+
+    def _ack_turn(self, ack):
+        """Generator: an orchestration ack with the runtime's retries of a retryable error: 5
+        more attempts, 10 ms x 2^n apart (dx-cur `orchestration.rs:1149-1196`); a permanent error
+        is not retried."""
+        for attempt in range(ACK_RETRIES + 1):
+            try:
+                return (yield from self.provider.run(ack))
+            except ProviderUnavailable as err:
+                if not err.retryable or attempt == ACK_RETRIES:
+                    raise
+            yield self.env.timeout(ACK_RETRY_BASE_S * 2**attempt)
 
     # -- activities ---------------------------------------------------------------------------
 
@@ -166,6 +201,21 @@ class Runtime:
 
     def run_activity(self, fetched, slot: Dispatcher):
         items, times = fetched
+        until = times.commit_s + self.lock_timeouts_s[1]
+        try:
+            yield from self._activity(items, times, slot)
+        except NodeDown:
+            self.provider.expire_work(items, until)
+            raise
+        except ProviderUnavailable:
+            # one ack, no retry; then abandon_work_item (its result ignored): if that fails
+            # too, the lock expires (dx-cur `worker.rs:634-758`)
+            try:
+                yield from self.provider.run(self.provider.abandon_work(items, slot.name))
+            except ProviderUnavailable:
+                self.provider.expire_work(items, until)
+
+    def _activity(self, items: list[WorkItem], times, slot: Dispatcher):
         env = self.env
         paths: dict[WorkItem, Path] = {
             item: extend(item.path, item.ready, times, to_commit=False, busy_until=slot.free_since)
@@ -180,6 +230,7 @@ class Runtime:
                 for item in items:
                     paths[item] = extend(paths[item], read_at, read, to_commit=False)
                 read_at = read.end_s
+        self.provider.ran(items)
         runs = {item: item.duration() for item in items}
         longest = max(runs.values())
         if longest > 0:

@@ -13,6 +13,7 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Literal
 
+from durosim.model.faults import Fault, Recovery, check_faults
 from durosim.model.profiles import PROFILES, RuntimeName, RuntimeProfile
 from durosim.model.workflows import Workflow, check_workflows
 from durosim.sim.config import ConfigError, apply_overrides, from_table, read_toml
@@ -170,6 +171,10 @@ class RuntimeOptions:
     orchestration_concurrency: int = field(default=2, metadata={"check": _at_least_one})
     worker_concurrency: int = field(default=2, metadata={"check": _at_least_one})
     dispatcher_poll_interval_s: float = field(default=0.1, metadata={"check": _not_negative})
+    orchestrator_lock_timeout_s: float = field(default=5.0, metadata={"check": _positive})
+    """How long a fetched instance stays locked if its turn is never acknowledged."""
+    worker_lock_timeout_s: float = field(default=30.0, metadata={"check": _positive})
+    """How long a fetched work item stays locked if its activity is never acknowledged."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,6 +273,20 @@ class Scenario:
     client: Client = field(default_factory=Client)
     design: Design = field(default_factory=Design)
     workload: Workload = field(default_factory=Workload)
+    recovery: Recovery = field(default_factory=Recovery)
+    faults: tuple[Fault, ...] = ()
+    """`[[faults]]`: the database down, a link held or slowed, a node crashed, each a window of
+    the run (`durosim.model.faults`)."""
+
+    def __post_init__(self) -> None:
+        if self.faults:
+            w = self.workload
+            check_faults(
+                self.faults,
+                self.host.nodes,
+                self.host.client_nodes or self.host.nodes,
+                w.duration_s if w.mode in ("open", "stress") else None,
+            )
 
     @property
     def profile(self) -> RuntimeProfile:

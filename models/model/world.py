@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from durosim.evidence.trace_format import read_trace
 from durosim.model.breakdown import PARTS, Path
 from durosim.model.client import Client
+from durosim.model.faults import Fault
 from durosim.model.program import Program, compile_workflows
 from durosim.model.provider import PostgresProvider, caller_kind
 from durosim.model.queues import CallLog, Instance
@@ -20,6 +21,7 @@ from durosim.model.workflows import Step, Workflow
 from durosim.model.workload import Driver
 from durosim.sim.config import ConfigError
 from durosim.sim.db import DbClient, PoolBehaviour
+from durosim.sim.faults import LinkFaults, LinkWindow, Outages
 from durosim.sim.kernel import Environment
 from durosim.sim.network import Link
 from durosim.sim.pool import ConnectionLimit, Pool
@@ -62,10 +64,17 @@ class RunResult:
     stopped_early_s: float | None = None
     """When `doomed` ended the run early: the simulated time it stopped at."""
     pool_timed_out: int = 0
-    advisory_waiting: float = 0.0
-    """Fetches waiting on an instance's advisory lock, on average over the window."""
     """Provider calls whose pool timed out (the server refused a new connection), every
     attempt counted, over the whole run."""
+    advisory_waiting: float = 0.0
+    """Fetches waiting on an instance's advisory lock, on average over the window."""
+    failed_statements: int = 0
+    """Statements that reached a server that was down or had restarted, every attempt."""
+    activity_runs: int = 0
+    activity_reruns: int = 0
+    """Activities run again because their first run was never acknowledged."""
+    orchestrations: list[tuple[float, float | None, bool]] = field(default_factory=list)
+    """With faults: every orchestration's (start, end, failed), for results over time."""
     dispatcher_errors: int = 0
     """Retryable provider errors the dispatchers backed off from, over the whole run."""
 
@@ -108,10 +117,13 @@ class _Collector:
         self.parts = [0.0] * len(PARTS)
         self.turns = 0
         self.records: list[dict] | None = [] if keep_records else None
+        self.runs: list[tuple[float, float | None, bool]] | None = None
 
     def done(self, instance: Instance, end: float, path: Path | None) -> None:
         if self.on_done is not None:
             self.on_done()
+        if self.runs is not None:
+            self.runs.append((instance.started, end, path is None))
         if self.records is not None:
             self.records.append(
                 {
@@ -133,6 +145,39 @@ class _Collector:
         for i, part in enumerate(path):
             self.parts[i] += part
         self.turns += instance.turns
+
+
+def _outages(faults: tuple[Fault, ...]) -> Outages | None:
+    windows = [(f.start_s, f.end_s, f.connect == "refused") for f in faults if f.kind == "database"]
+    return Outages(windows) if windows else None
+
+
+def _link_faults(faults: tuple[Fault, ...], node: int, streams: Streams) -> LinkFaults | None:
+    """Node `node`'s (0 is the first) link fault windows, or None."""
+    windows = [
+        LinkWindow(f.start_s, f.end_s, f.added_s, f.loss_pct / 100.0)
+        for f in faults
+        if f.kind == "link" and (f.node is None or f.node == node + 1)
+    ]
+    if not windows:
+        return None
+    draw = streams[f"faults.loss.node{node}"]
+    return LinkFaults(windows, draw.random)
+
+
+def _crash(env: Environment, fault: Fault, live: list, runtimes: list, pools: list, start_node):
+    """A node crashes at the fault's start (its calls from then on fail, its slots stop) and,
+    with a duration, a fresh node takes its place at the end."""
+    index = fault.node - 1
+    yield env.timeout(fault.start_s)
+    live[index].provider.db.dead = True
+    if fault.duration_s is None:
+        return
+    yield env.timeout(fault.duration_s)
+    pool, runtime, _client = start_node(index, f"network.rtt.restart{index}")
+    live[index] = runtime
+    runtimes.append(runtime)
+    pools.append(pool)
 
 
 def _status(instance: Instance) -> str:
@@ -239,11 +284,18 @@ def simulate(
     log = CallLog(keep_records)
     activity = scenario.workload.activity.sampler(streams["workload.activity"])
     pools, clients, runtimes = [], [], []
+    faults = scenario.faults
+    outages = _outages(faults)
     primary: PostgresProvider | None = None
-    for node in range(scenario.host.nodes):
-        link = Link(scenario.network.rtt, streams["network.rtt" + (f".node{node}" if node else "")])
+
+    def start_node(node: int, rtt_stream: str) -> tuple[Pool, Runtime, Client]:
+        """Node `node` (0 is the first): its link, pool, provider, slots and client."""
+        link = Link(scenario.network.rtt, streams[rtt_stream])
         pool = Pool(env, scenario.pool.size, scenario.pool.min_connections, limit)
-        db = DbClient(env, link, pool, server, behaviour, scenario.call_overhead_s)
+        db = DbClient(
+            env, link, pool, server, behaviour, scenario.call_overhead_s,
+            outages, _link_faults(faults, node, streams),
+        )  # fmt: skip
         provider = PostgresProvider(
             env,
             db,
@@ -255,35 +307,46 @@ def simulate(
             stored_procedures=design.stored_procedures,
             shared=primary,
         )
-        primary = primary or provider
-        runtimes.append(
-            Runtime(
-                env,
-                provider,
-                profile,
-                options.orchestration_concurrency,
-                options.worker_concurrency,
-                options.dispatcher_poll_interval_s,
-                streams["workload.choices"],
-                design,
-            )
+        runtime = Runtime(
+            env,
+            provider,
+            profile,
+            options.orchestration_concurrency,
+            options.worker_concurrency,
+            options.dispatcher_poll_interval_s,
+            streams["workload.choices"],
+            design,
+            (options.orchestrator_lock_timeout_s, options.worker_lock_timeout_s),
         )
-        clients.append(
-            Client(
-                env,
-                provider,
-                profile.client_check,
-                scenario.client.initial_poll_delay_s,
-                scenario.client.max_poll_delay_s,
-                pipelined=design.pipelining,
-                notified_over=link if design.client_notified else None,
-            )
+        client = Client(
+            env,
+            provider,
+            profile.client_check,
+            scenario.client.initial_poll_delay_s,
+            scenario.client.max_poll_delay_s,
+            pipelined=design.pipelining,
+            notified_over=link if design.client_notified else None,
         )
+        return pool, runtime, client
+
+    for node in range(scenario.host.nodes):
+        pool, runtime, client = start_node(node, "network.rtt" + (f".node{node}" if node else ""))
+        primary = primary or runtime.provider
+        runtimes.append(runtime)
+        clients.append(client)
         pools.append(pool)
+    live = list(runtimes)  # each node's runtime now; a restarted node's replaces the crashed one
+    for fault in faults:
+        if fault.kind == "node":
+            db = live[fault.node - 1].provider.db
+            db.faulted = db.may_crash = True
+            env.process(_crash(env, fault, live, runtimes, pools, start_node))
     orchestrators = [slot for r in runtimes for slot in r.orchestrators]
     workers = [slot for r in runtimes for slot in r.workers]
     queues = (primary.orchestrator_queue.depth, primary.worker_queue.depth)
     collector = _Collector(keep_records, bool(scenario.workload.workflows), on_done)
+    if faults:
+        collector.runs = []
     at_start: dict[str, float] = {}
 
     def measure_start() -> None:
@@ -384,4 +447,8 @@ def simulate(
         advisory_waiting=utilisation(
             sum(r.provider.advisory_wait_s for r in runtimes) - at_start.get("advisory", 0.0), 1),
         dispatcher_errors=sum(d.errors for d in orchestrators + workers),
+        failed_statements=sum(r.provider.failed_statements for r in runtimes),
+        activity_runs=sum(r.provider.executions for r in runtimes),
+        activity_reruns=sum(r.provider.repeated for r in runtimes),
+        orchestrations=collector.runs or [],
     )  # fmt: skip
