@@ -131,6 +131,16 @@ from durosim.lab.recorder import record as record_run
     help="Record against this database (postgres://...) in a fresh schema, dropped after, "
     "instead of a throwaway cluster.",
 )
+@click.option(
+    "--fault",
+    multiple=True,
+    metavar="SPEC",
+    help="Inject a fault, S seconds from the run's start (repeatable): database@S+D stops the "
+    "throwaway PostgreSQL (pg_ctl stop -m fast) for D s; link@S+D holds all traffic in the delay "
+    "proxy for D s (needs --rtt-ms > 0); nodeK@S kills runtime node K (2..--nodes) with "
+    "SIGKILL, nodeK@S+D starts a fresh one D s later. The header's conditions.faults says when "
+    "each was applied and ended.",
+)
 @click.option("--calls", is_flag=True, help="Also add one call record per provider statement.")
 @click.option(
     "--server-waits",

@@ -32,7 +32,7 @@ SCENARIO_KEYS = {
     "database_cores": "database.cores",
 }
 # Conditions that describe the run and are not simulated.
-DESCRIPTIVE_KEYS = ("database", "rtt_nominal_ms", "rtt_source")
+DESCRIPTIVE_KEYS = ("database", "rtt_nominal_ms", "rtt_source", "faults")
 # Conditions that are whole tables of the scenario's [workload]: the workflows, as in the TOML.
 WORKLOAD_TABLES = ("workflows",)
 

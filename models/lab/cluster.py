@@ -12,6 +12,8 @@ Beyond the lab: `pg_stat_statements` is loaded (each stored procedure's calls an
 for the server's cost per statement) and `cores` pins the server, every backend it forks
 included, to the first `cores` CPUs (`taskset`), as a database host of that size would have.
 `server_cpu_s` reads the server's CPU time from /proc, for the busy fraction of a run.
+`throwaway_server` yields a `Server` that `record --fault database@...` stops (`pg_ctl stop -m
+fast`) and starts again on the same data folder and port.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from durosim.sim.errors import ExternalError
@@ -120,12 +123,71 @@ def _log_tail(path: Path) -> str:
 def throwaway_cluster(database: str = "durosim", cpus: list[int] | None = None) -> Iterator[str]:
     """Yield the URL of a database on a fresh, private PostgreSQL server; remove it all after.
     `cpus`: run the server on these CPUs only (`split_cpus` chooses them)."""
+    with throwaway_server(database, cpus) as server:
+        yield server.dsn
+
+
+@dataclass
+class Server:
+    """A running throwaway server that can be stopped and started again on the same data folder
+    and port (`record --fault database@...`)."""
+
+    binaries: Path
+    prefix: list[str]
+    pin: list[str]
+    data: Path
+    log: Path
+    port: int = 0
+    dsn: str = ""
+
+    def start(self) -> None:
+        """`pg_ctl start -w`: returns once the server accepts connections (pg_ctl's -w "waits
+        for the startup to complete", PostgreSQL 15 docs, pg_ctl)."""
+        _run(
+            self.pin
+            + self.prefix
+            + [
+                str(self.binaries / "pg_ctl"),
+                "-D",
+                str(self.data),
+                "-l",
+                str(self.log),
+                "-w",
+                "-t",
+                str(START_TIMEOUT_S),
+                "start",
+            ],
+            "pg_ctl start",
+        )
+
+    def stop_fast(self) -> None:
+        """`pg_ctl stop -m fast -w`: every backend is terminated at once (its transaction rolled
+        back, its client disconnected) and new connections are refused; returns once the server
+        is down (PostgreSQL 15 docs, pg_ctl and "Shutting Down the Server": SIGINT)."""
+        _run(
+            self.prefix
+            + [
+                str(self.binaries / "pg_ctl"),
+                "-D",
+                str(self.data),
+                "-m",
+                "fast",
+                "-w",
+                "-t",
+                str(STOP_TIMEOUT_S),
+                "stop",
+            ],
+            "pg_ctl stop",
+        )
+
+
+@contextmanager
+def throwaway_server(database: str = "durosim", cpus: list[int] | None = None) -> Iterator[Server]:
+    """`throwaway_cluster`, yielding the `Server` itself (its `dsn` the database's URL)."""
     binaries = find_binaries()
     prefix = _as_server_user()
-    pin = pin_prefix(cpus)
     root = Path(tempfile.mkdtemp(prefix="durosim-pg-"))
-    data = root / "data"
-    log = root / "postgres.log"
+    server = Server(binaries, prefix, pin_prefix(cpus), root / "data", root / "postgres.log")
     started = False
     try:
         if prefix:
@@ -135,7 +197,7 @@ def throwaway_cluster(database: str = "durosim", cpus: list[int] | None = None) 
             + [
                 str(binaries / "initdb"),
                 "-D",
-                str(data),
+                str(server.data),
                 "-U",
                 "postgres",
                 "--auth=trust",
@@ -146,39 +208,24 @@ def throwaway_cluster(database: str = "durosim", cpus: list[int] | None = None) 
             ],
             "initdb",
         )
-        port = 0
         for attempt in range(3):
-            port = free_port()
-            _write_settings(data, root, port, owner=bool(prefix))
+            server.port = free_port()
+            _write_settings(server.data, root, server.port, owner=bool(prefix))
             try:
-                _run(
-                    pin
-                    + prefix
-                    + [
-                        str(binaries / "pg_ctl"),
-                        "-D",
-                        str(data),
-                        "-l",
-                        str(log),
-                        "-w",
-                        "-t",
-                        str(START_TIMEOUT_S),
-                        "start",
-                    ],
-                    "pg_ctl start",
-                )
+                server.start()
                 started = True
                 break
             except ClusterError as err:
                 # Another process may have taken the free port between the probe and the start.
-                if "could not bind" in _log_tail(log) and attempt < 2:
+                if "could not bind" in _log_tail(server.log) and attempt < 2:
                     continue
-                raise ClusterError(f"{err} ({_log_tail(log)})") from None
-        _create_database(port, database)
-        yield f"postgres://postgres@127.0.0.1:{port}/{database}"
+                raise ClusterError(f"{err} ({_log_tail(server.log)})") from None
+        _create_database(server.port, database)
+        server.dsn = f"postgres://postgres@127.0.0.1:{server.port}/{database}"
+        yield server
     finally:
         if started:
-            _stop(binaries, prefix, data)
+            _stop(binaries, prefix, server.data)
         shutil.rmtree(root, ignore_errors=True)
 
 

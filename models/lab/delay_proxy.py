@@ -17,18 +17,27 @@ resolution, sleeps to just before each deadline and spins (yielding the GIL) the
 proxy in a child process, for callers with threads that hold the GIL for long: duroxide's
 `PostgresProvider.connect_with_schema` blocks in Rust without releasing it, so an in-process
 proxy could not forward the very connection being made.
+
+A pause (`record --fault link@START+DURATION`) is a link that carries nothing for a while and
+loses nothing: connections stay open, nothing is delivered, and the bytes that arrive meanwhile
+are held; when it ends, what was already due goes at once and what arrived during the pause goes
+RTT/2 after the end, in order. New connections are still accepted (their bytes are held too).
+`ProxyProcess` takes "pause" and "resume" as lines on its standard input and answers each with
+a line ("paused", "resumed") once the loop has done it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import math
 import selectors
 import signal
 import socket
 import sys
 import threading
 import time
+import weakref
 
 from durosim.lab.child import ChildProcess
 
@@ -57,19 +66,20 @@ class _Leg(asyncio.Protocol):
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.proxy.legs.add(self)
+        self.proxy.known.add(self)
 
     def data_received(self, data: bytes) -> None:
-        self._schedule((self.loop.time() + self.proxy.half_s, data))
+        self._schedule((self.proxy.due(), data))
 
     def eof_received(self) -> bool:
-        self._schedule((self.loop.time() + self.proxy.half_s, b""))
+        self._schedule((self.proxy.due(), b""))
         return True  # keep the other direction open until its own EOF
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.proxy.legs.discard(self)
         self.closing = True
         if not self.proxy.stopping:
-            self._schedule((self.loop.time() + self.proxy.half_s, None))
+            self._schedule((self.proxy.due(), None))
 
     # The peer pauses us while its socket cannot take more (flow control across the proxy).
     def pause_writing(self) -> None:
@@ -86,8 +96,25 @@ class _Leg(asyncio.Protocol):
             self._arm()
 
     def _arm(self) -> None:
+        if self.proxy.paused:  # `resume` arms again
+            return
         due = self.queue[0][0]
         self.timer = self.loop.call_at(due - SPIN_S, self._spin)
+
+    def hold(self) -> None:
+        """Pause: deliver nothing until `release`."""
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    def release(self, resumed_at: float) -> None:
+        """Resume: what arrived during the pause is due RTT/2 after `resumed_at`."""
+        end = resumed_at + self.proxy.half_s
+        self.queue = collections.deque(
+            (end if due == math.inf else due, data) for due, data in self.queue
+        )
+        if self.queue and self.peer is not None and self.timer is None:
+            self._arm()
 
     def _spin(self) -> None:
         self.timer = None
@@ -140,11 +167,43 @@ class DelayProxy:
         self.host = "127.0.0.1"
         self.port = 0
         self.legs: set[_Leg] = set()
+        # every leg that may still hold bytes, closed ones too (a pause holds their close)
+        self.known: weakref.WeakSet[_Leg] = weakref.WeakSet()
         self.loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._server: asyncio.base_events.Server | None = None
         self._tasks: set[asyncio.Task] = set()
         self.stopping = False
+        self.paused = False
+
+    def due(self) -> float:
+        """The deadline of a chunk arriving now: RTT/2 on; during a pause, held (inf)."""
+        return math.inf if self.paused else self.loop.time() + self.half_s
+
+    def pause(self) -> None:
+        """Hold all traffic until `resume` (from any thread; returns once the loop has)."""
+        self._in_loop(self._pause)
+
+    def resume(self) -> None:
+        """Deliver what was held (from any thread; returns once the loop has)."""
+        self._in_loop(self._resume)
+
+    def _in_loop(self, action) -> None:
+        async def run() -> None:
+            action()
+
+        asyncio.run_coroutine_threadsafe(run(), self.loop).result(timeout=10)
+
+    def _pause(self) -> None:
+        self.paused = True
+        for leg in list(self.known):
+            leg.hold()
+
+    def _resume(self) -> None:
+        self.paused = False
+        now = self.loop.time()
+        for leg in list(self.known):
+            leg.release(now)
 
     def __enter__(self) -> DelayProxy:
         return self.start()
@@ -245,6 +304,23 @@ class ProxyProcess(ChildProcess):
     def __enter__(self) -> ProxyProcess:
         return self.start()
 
+    def pause(self) -> None:
+        """Hold all traffic until `resume`; returns once the child has."""
+        self._tell("pause", "paused")
+
+    def resume(self) -> None:
+        self._tell("resume", "resumed")
+
+    def _tell(self, command: str, answer: str) -> None:
+        process = self.process
+        if process is None:
+            raise OSError(f"{self.what} is not running")
+        process.stdin.write(command + "\n")
+        process.stdin.flush()
+        line = process.stdout.readline().strip()
+        if line != answer:
+            raise OSError(f"{self.what} did not {command}: {line or 'no answer'}")
+
     def start(self) -> ProxyProcess:
         line = self.first_line()
         if not line.isdigit():
@@ -255,11 +331,19 @@ class ProxyProcess(ChildProcess):
 
 
 def _serve(upstream_host: str, upstream_port: str, rtt_ms: str) -> None:
-    """The child of `ProxyProcess`: print the port, forward until stdin closes."""
+    """The child of `ProxyProcess`: print the port, forward until stdin closes, pausing and
+    resuming as its lines say."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     with DelayProxy(upstream_host, int(upstream_port), float(rtt_ms)) as proxy:
         print(proxy.port, flush=True)
-        sys.stdin.read()
+        for line in sys.stdin:
+            command = line.strip()
+            if command == "pause":
+                proxy.pause()
+                print("paused", flush=True)
+            elif command == "resume":
+                proxy.resume()
+                print("resumed", flush=True)
 
 
 _CHILD = "import sys; from durosim.lab.delay_proxy import _serve; _serve(*sys.argv[1:])"

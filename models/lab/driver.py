@@ -59,6 +59,8 @@ class Plan:
     """A scenario file whose workflows the run starts instead of the fan-out (`--workload`)."""
     database_cores: int | None = None
     """The throwaway cluster pinned to this many CPUs (`--db-cores`); None: not pinned."""
+    faults: tuple = ()
+    """`durosim.lab.faults.Fault`s injected into the run (`--fault`)."""
 
     def workflows(self) -> tuple:
         """The scenario's workflows (none without `--workload`)."""
@@ -99,6 +101,7 @@ class Plan:
             client_nodes=1,
             database_cores=self.database_cores,
             workflows=[to_table(w) for w in self.workflows()] or None,
+            faults=[f.condition() for f in self.faults] or None,
         )
 
 
@@ -185,6 +188,8 @@ class Driver:
         self.lock = threading.Lock()
         self.t0: float | None = None
         self.t0_wall: float | None = None
+        self.started = threading.Event()
+        """Set once t0 is: the faults are timed from it."""
         self.summary: dict | None = None
         self.header: dict = {}
         self.planner = None
@@ -201,6 +206,7 @@ class Driver:
         with self.lock:
             if self.t0 is None:
                 self.t0, self.t0_wall = start, wall
+                self.started.set()
         try:
             if self.planner is None:
                 self.client.start_orchestration(iid, "FanOut", {"n": self.plan.fanout})
@@ -253,8 +259,9 @@ class Driver:
     def run_one(self, name: str, warmup: bool) -> None:
         iid, start, end, status = self.one(name)
         if status != "Completed":
-            if self.planner is not None and status.startswith("Failed"):
-                # a workflow whose activities may fail: a failed orchestration is an outcome
+            if self.plan.faults or (self.planner is not None and status.startswith("Failed")):
+                # a workflow whose activities may fail, or a run with faults injected: an
+                # orchestration that fails or times out is an outcome, not the run's end
                 self.record(iid, start, end, warmup, status=status)
                 self.progress.advance()
                 return

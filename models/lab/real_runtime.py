@@ -14,6 +14,7 @@ from urllib.parse import urlsplit, urlunsplit
 import click
 
 from durosim.lab.driver import Plan, first_line
+from durosim.lab.executions import Counter
 from durosim.sim.errors import ExternalError, InputError
 
 SHUTDOWN_TIMEOUT_MS = 5_000
@@ -114,10 +115,11 @@ def connect(duroxide, dsn: str, schema: str):
         ) from None
 
 
-def build_runtime(duroxide, provider, plan: Plan):
+def build_runtime(duroxide, provider, plan: Plan, count: Counter | None = None):
     """A runtime on `provider` with the lab's fan-out workload registered (as fanout.py has it):
     orchestration "FanOut" schedules `n` activities "A" and waits for all; each sleeps
-    `activity_ms`."""
+    `activity_ms`. `count(instance, execution, index)` is called as each activity begins
+    (`durosim.lab.executions`)."""
     options = duroxide.RuntimeOptions(
         orchestration_concurrency=plan.orchestration_concurrency,
         worker_concurrency=plan.worker_concurrency,
@@ -127,6 +129,8 @@ def build_runtime(duroxide, provider, plan: Plan):
     activity_s = plan.activity_ms / 1000.0
 
     def activity(ctx, i):
+        if count is not None:
+            count(ctx.instance_id, ctx.execution_id, i)
         if activity_s > 0:
             time.sleep(activity_s)
         return i * 2
@@ -140,7 +144,7 @@ def build_runtime(duroxide, provider, plan: Plan):
     if plan.workload:
         from durosim.lab.workflows import register
 
-        register(runtime, plan.workflows())
+        register(runtime, plan.workflows(), count)
     return runtime
 
 
@@ -173,7 +177,14 @@ def started(runtime, plan: Plan) -> Iterator[None]:
 
 
 @contextmanager
-def running_runtime(duroxide, server_dsn: str, path_dsn: str, schema: str, plan: Plan) -> Iterator:
+def running_runtime(
+    duroxide,
+    server_dsn: str,
+    path_dsn: str,
+    schema: str,
+    plan: Plan,
+    count: Counter | None = None,
+) -> Iterator:
     """The runtime and a client on one provider reached through `path_dsn` (as fanout.py has
     them); yields the client and shuts the runtime down on exit."""
     if path_dsn != server_dsn:
@@ -181,5 +192,5 @@ def running_runtime(duroxide, server_dsn: str, path_dsn: str, schema: str, plan:
         # sweep.sh did: through the proxy the migrations take ~200 round trips (10 s at 50 ms).
         connect(duroxide, server_dsn, schema)
     provider = connect(duroxide, path_dsn, schema)
-    with started(build_runtime(duroxide, provider, plan), plan):
+    with started(build_runtime(duroxide, provider, plan, count), plan):
         yield duroxide.Client(provider)

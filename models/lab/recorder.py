@@ -16,6 +16,12 @@ The RTT is added by `durosim.lab.delay_proxy` between the process and the server
 `rtt_ms` is what the path really had, the median of 20 timed `select 1` on one open connection
 through it. The server is a throwaway cluster (`durosim.lab.cluster`) unless --dsn names one.
 Records are written and flushed one at a time, so an interrupted run keeps all it measured.
+
+`--fault` (durosim.lab.faults) injects faults timed from the first orchestration's start and the
+header's `conditions.faults` says what was asked and what was measured (durosim.lab.fault_injector);
+with faults an orchestration that fails or times out is recorded with its status in every mode.
+Every run counts its activity executions in every process (durosim.lab.executions): the header's
+`activity_executions` {"total", "distinct"}.
 """
 
 from __future__ import annotations
@@ -32,10 +38,13 @@ from urllib.parse import urlsplit
 
 import click
 
-from durosim.lab.cluster import ClusterError, split_cpus, throwaway_cluster
+from durosim.lab import executions
+from durosim.lab.cluster import ClusterError, split_cpus, throwaway_server
 from durosim.lab.delay_proxy import ProxyProcess
 from durosim.lab.driver import Driver, Failed, Plan, Progress, TraceWriter, first_line
-from durosim.lab.nodes import start_nodes
+from durosim.lab.fault_injector import FaultInjector
+from durosim.lab.faults import check_faults, parse_fault
+from durosim.lab.nodes import READY, NodeProcess, start_nodes
 from durosim.lab.real_runtime import (
     check_psycopg,
     drop_schema,
@@ -155,6 +164,8 @@ def _source(plan: Plan, server: str, where: str, calls: bool) -> str:
         }[plan.mode]
     if plan.nodes > 1:
         mode += f"; {plan.nodes} runtime nodes (processes), the client on the first"
+    if plan.faults:
+        mode += "; faults injected: " + ", ".join(f.spec for f in plan.faults)
     work = "fan-out workload of docs/lab/fanout.py"
     if plan.workload:
         work = f"the workflows of {Path(plan.workload).name} (durosim.lab.workflows)"
@@ -222,6 +233,9 @@ def _plan(options: dict) -> Plan:
         raise InputError("--mode open needs --rate R, the arrivals per second (a number > 0)")
     o, w = _concurrency(options["concurrency"])
     workload = _workload(options.get("workload"))
+    faults = tuple(parse_fault(spec) for spec in options.get("fault") or ())
+    run_s = (options["duration_s"] or 10.0) if mode in ("stress", "open") else None
+    check_faults(faults, options["nodes"], options["rtt_ms"], options["dsn"], run_s)
     return Plan(
         rtt_nominal_ms=options["rtt_ms"],
         fanout=options["fanout"],
@@ -241,6 +255,7 @@ def _plan(options: dict) -> Plan:
         nodes=options["nodes"],
         workload=workload,
         database_cores=options.get("db_cores"),
+        faults=faults,
     )
 
 
@@ -275,14 +290,18 @@ def record(options: dict) -> dict:
             if others is not None:  # the runtime, its nodes and the proxy off the server's CPUs
                 stack.enter_context(_affinity(others))
             scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="durosim-rec-")))
+            counted = scratch / "activities"
+            counted.mkdir()
+            server = proxy = None
             if dsn is None:
-                server_dsn = stack.enter_context(throwaway_cluster(cpus=server_cpus))
+                server = stack.enter_context(throwaway_server(cpus=server_cpus))
+                server_dsn = server.dsn
                 where = "throwaway cluster" + (
                     f", pinned to {plan.database_cores} CPU(s)" if plan.database_cores else ""
                 )
             else:
                 server_dsn, where = dsn, f"the database at {redact(dsn)}"
-            database, server = server_of(server_dsn)
+            database, server_name = server_of(server_dsn)
             path_dsn = server_dsn
             if plan.rtt_nominal_ms > 0:
                 proxy = stack.enter_context(
@@ -293,9 +312,10 @@ def record(options: dict) -> dict:
             schema = f"durosim_{uuid.uuid4().hex[:8]}"
             if dsn is not None:
                 stack.callback(drop_schema, server_dsn, schema)
-            source = _source(plan, server, where, options["calls"])
+            source = _source(plan, server_name, where, options["calls"])
+            conditions = plan.conditions(rtt_ms, database)
             try:
-                writer = TraceWriter(out, source, plan.conditions(rtt_ms, database))
+                writer = TraceWriter(out, source, conditions)
             except OSError as err:
                 raise InputError(f"--out {out}: cannot write ({err.strerror})") from None
             stack.callback(writer.close)
@@ -308,27 +328,43 @@ def record(options: dict) -> dict:
             length = plan.warmup + (100 if plan.mode in ("stress", "open") else plan.count)
             watch = ServerWatch(server_dsn, plan.database_cores, options.get("server_waits", False))
             stack.callback(watch.close)
+            count = executions.counter(counted, "node1")
+            stack.callback(count.close)
             with (
-                running_runtime(duroxide, server_dsn, path_dsn, schema, plan) as client,
+                running_runtime(duroxide, server_dsn, path_dsn, schema, plan, count) as client,
                 ExitStack() as nodes,
             ):
-                refused = start_nodes(nodes, path_dsn, schema, plan)
+                running, refused = start_nodes(nodes, path_dsn, schema, plan, str(counted))
                 if refused:
                     click.echo(
                         f"{len(refused)} of {plan.nodes - 1} other nodes could not connect: "
                         f"{refused[0]}",
                         err=True,
                     )
+                injector = FaultInjector(
+                    plan.faults,
+                    server=server,
+                    proxy=proxy,
+                    nodes=running,
+                    restart=lambda number: _fresh_node(path_dsn, schema, plan, number, counted),
+                    watch=watch,
+                )
+                nodes.callback(injector.close)
                 with Progress(length, f"recording {plan.mode}") as progress:
                     driver = Driver(client, plan, writer, progress)
                     watch.start()
+                    injector.start(driver)
                     _run_interruptibly(driver, signals.ignore)
+                    injector.close()  # what is still on is undone before the server is read
                     driver.header["server"] = watch.stop()
                     if refused:
                         driver.header["nodes_refused"] = len(refused)
             if options["calls"] and driver.t0_wall is not None:
                 for call in _call_records(log_path, driver.t0_wall):
                     writer.write(call)
+            driver.header["activity_executions"] = executions.totals(counted)
+            if plan.faults:
+                driver.header["conditions"] = {**conditions, "faults": injector.results}
             writer.close(driver.header)
         except KeyboardInterrupt:
             kept = writer.written if writer else 0
@@ -350,6 +386,17 @@ def record(options: dict) -> dict:
         **driver.header,
         "line": _summary_line(out, driver, rtt_ms),
     }
+
+
+def _fresh_node(dsn: str, schema: str, plan: Plan, number: int, counted: Path) -> NodeProcess:
+    """A new runtime node `number`, started as `start_nodes` starts one, once it is ready."""
+    node = NodeProcess(dsn, schema, plan, number, str(counted))
+    node.launch()
+    line = node.read_first_line_or_error()
+    if line != READY:
+        node.stop()
+        raise ExternalError(line)
+    return node
 
 
 def _run_interruptibly(driver: Driver, on_interrupt: Callable[[], None]) -> None:
@@ -384,6 +431,9 @@ def _summary_line(out: Path, driver: Driver, rtt_ms: float) -> str:
     h = driver.header
     if "arrivals" in h:
         text += f", {h['arrivals']} arrived, {h['failed']} did not complete"
+    if "activity_executions" in h:
+        e = h["activity_executions"]
+        text += f", {e['total']} activity executions ({e['distinct']} distinct)"
     if "cpu_busy" in h.get("server", {}):
         text += f", server CPU {h['server']['cpu_busy']:.0%} busy"
     return text

@@ -25,6 +25,12 @@ own and the header says where the active backends were, on average, by procedure
 backend that slept on I/O or a lock shows that wait until it runs again, so on a saturated server
 those waits include the time it waited for a core after its I/O or lock was done. The sampling
 query costs the server a little CPU of its own (about 0.2 ms a sample).
+
+A server stopped and started again mid-run (`record --fault database@...`) does not end the watch:
+its connections are opened again when next needed, the sampler skips the samples it cannot take,
+and the CPU is summed over the server's two lives (the postmaster's process id changes), the fault
+telling it when (`server_stopping`, `server_started`). pg_stat_statements keeps its counts over a
+clean shutdown (`pg_stat_statements.save`, on by default: PostgreSQL 15 docs, F.32).
 """
 
 from __future__ import annotations
@@ -56,20 +62,23 @@ class ServerWatch:
     def __init__(self, dsn: str, cores: int | None, waits: bool = False):
         import psycopg
 
+        self.dsn = dsn
         self.cores = cores or os.cpu_count() or 1
         self.conn = None
         self.pid = None
         self.waits: WaitSampler | None = None
         try:
-            self.conn = psycopg.connect(dsn, autocommit=True, connect_timeout=10)
+            self.conn = _connect(dsn)
             if waits:
-                self.waits = WaitSampler(psycopg.connect(dsn, autocommit=True, connect_timeout=10))
+                self.waits = WaitSampler(_connect(dsn), dsn)
         except psycopg.Error:
             pass
         else:
             self.pid = server_pid(self.conn)
         self.statements = False
         self.cpu0: float | None = None
+        # CPU seconds of the server's earlier lives (before a restart) within the window
+        self.cpu_before = 0.0
         self.machine0: float | None = None
         self.host_cpus = 1
         self.t0 = time.monotonic()
@@ -83,6 +92,22 @@ class ServerWatch:
         if self.waits is not None:
             self.waits.start()
 
+    def server_stopping(self) -> None:
+        """The server is about to stop: keep the CPU its postmaster's life spent."""
+        cpu = self._cpu()
+        if self.cpu0 is not None and cpu is not None:
+            self.cpu_before += cpu - self.cpu0
+            self.cpu0 = 0.0
+        else:
+            self.cpu0 = None
+
+    def server_started(self) -> None:
+        """The server runs again under a new postmaster: count its CPU from here."""
+        self._reconnect()
+        self.pid = None if self.conn is None else server_pid(self.conn)
+        if self.cpu0 is not None:
+            self.cpu0 = self._cpu()
+
     def close(self) -> None:
         if self.waits is not None:
             self.waits.close()
@@ -94,14 +119,34 @@ class ServerWatch:
         return None if self.pid is None else server_cpu_s(self.pid)
 
     def _query(self, sql: str) -> list | None:
+        """The rows, or None; a connection the server dropped (a restart) is opened again
+        once."""
         import psycopg
 
-        if self.conn is None:
-            return None
+        for attempt in range(2):
+            if self.conn is None or self.conn.closed or self.conn.broken:
+                if attempt == 0 and self.conn is not None:
+                    self._reconnect()
+                    continue
+                return None
+            try:
+                return self.conn.execute(sql).fetchall()
+            except psycopg.OperationalError:
+                if attempt == 0:
+                    self._reconnect()
+            except psycopg.Error:
+                return None
+        return None
+
+    def _reconnect(self) -> None:
+        import psycopg
+
+        if self.conn is not None:
+            self.conn.close()
         try:
-            return self.conn.execute(sql).fetchall()
+            self.conn = _connect(self.dsn)
         except psycopg.Error:
-            return None
+            self.conn = None
 
     def stop(self) -> dict:
         """The header's `server` object (keys it could not measure are left out)."""
@@ -111,10 +156,11 @@ class ServerWatch:
         machine1 = machine_cpu_s()
         out: dict = {"window_s": round(window, 3), "cores": self.cores}
         if self.cpu0 is not None and cpu1 is not None and window > 0:
-            out["cpu_s"] = round(cpu1 - self.cpu0, 3)
-            out["cpu_busy"] = round((cpu1 - self.cpu0) / (window * self.cores), 4)
+            cpu_s = self.cpu_before + cpu1 - self.cpu0
+            out["cpu_s"] = round(cpu_s, 3)
+            out["cpu_busy"] = round(cpu_s / (window * self.cores), 4)
             if self.machine0 is not None and machine1 is not None:
-                rest = (machine1 - self.machine0) - (cpu1 - self.cpu0)
+                rest = (machine1 - self.machine0) - cpu_s
                 out["host_cpu_busy"] = round(max(rest, 0.0) / (window * self.host_cpus), 4)
         rows = self._query(STATS_QUERY) if self.statements else None
         if rows is not None:
@@ -124,11 +170,19 @@ class ServerWatch:
         return out
 
 
-class WaitSampler:
-    """Samples the active backends' procedure and wait event from a thread until `stop`."""
+def _connect(dsn: str):
+    import psycopg
 
-    def __init__(self, conn):
+    return psycopg.connect(dsn, autocommit=True, connect_timeout=10)
+
+
+class WaitSampler:
+    """Samples the active backends' procedure and wait event from a thread until `stop`; a
+    sample it cannot take (the server down) is skipped, and it connects again."""
+
+    def __init__(self, conn, dsn: str = ""):
         self.conn = conn
+        self.dsn = dsn
         self.counts: Counter[tuple[str, str]] = Counter()
         self.samples = 0
         self._done = threading.Event()
@@ -144,12 +198,27 @@ class WaitSampler:
             try:
                 rows = self.conn.execute(WAITS_QUERY).fetchall()
             except psycopg.Error:
-                return
+                if not self.dsn or not self._reconnect():
+                    return
+                continue
             self.samples += 1
             for query, kind, event in rows:
                 op = procedure_of(query or "")
                 if op is not None:
                     self.counts[(op, f"{kind}:{event}" if kind else "CPU")] += 1
+
+    def _reconnect(self) -> bool:
+        """Connect again, trying every half second until done; False once done."""
+        import psycopg
+
+        self.conn.close()
+        while not self._done.wait(0.5):
+            try:
+                self.conn = _connect(self.dsn)
+                return True
+            except psycopg.Error:
+                continue
+        return False
 
     def stop(self) -> dict:
         self._done.set()

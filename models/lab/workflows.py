@@ -9,6 +9,10 @@ event `wait_for_event("eN")` (the driver raises it `after` the start) and contin
 random (durations, a fanout's width) is drawn by the client before the start and travels in the
 input: one plan per execution, a child's plan inside its parent's.
 
+Every activity's input carries `id`, its number in the order its execution schedules them (the
+same on every replay), so `durosim.lab.executions` can tell a repeated execution from another
+activity of the same duration; a retried attempt keeps its number, so it counts as a repeat.
+
 The SDK's `all` takes single tasks ("nested join/select inside join is not supported"), so a
 fanout branch here is one step (an activity, a timer or a sub-orchestration); a branch of
 several steps is refused before anything starts.
@@ -16,6 +20,7 @@ several steps is refused before anything starts.
 
 from __future__ import annotations
 
+import itertools
 import random
 import time
 
@@ -118,32 +123,35 @@ class Planner:
         ]
 
 
-def register(runtime, workflows: tuple[Workflow, ...]) -> None:
-    """Register one orchestration per workflow and the activity they run."""
+def register(runtime, workflows: tuple[Workflow, ...], count=None) -> None:
+    """Register one orchestration per workflow and the activity they run; `count(instance,
+    execution, id)` is called as each activity begins (`durosim.lab.executions`)."""
 
     draw = random.Random()
 
     def sleep(ctx, job):
         """Run `ms`; with a failure rate, fail that share of the attempts (an activity need not
         replay deterministically, an orchestration must)."""
-        ms = job["ms"] if isinstance(job, dict) else job
-        if ms > 0:
-            time.sleep(ms / 1000.0)
-        if isinstance(job, dict) and draw.random() < job["failure_rate"]:
+        if count is not None:
+            count(ctx.instance_id, ctx.execution_id, job["id"])
+        if job["ms"] > 0:
+            time.sleep(job["ms"] / 1000.0)
+        if draw.random() < job.get("failure_rate", 0.0):
             raise RuntimeError("the activity failed (failure_rate)")
-        return ms
+        return job["ms"]
 
     runtime.register_activity(ACTIVITY, sleep)
     by_name = {w.name: w for w in workflows}
 
-    def task(ctx, step: Step, plan: dict):
+    def task(ctx, step: Step, plan: dict, ids):
         if step.kind == "activity" and "failure_rate" in plan:
+            job = {**plan, "id": next(ids)}
             if plan["max_attempts"] > 1:
                 retry = {"max_attempts": plan["max_attempts"], "backoff": "exponential"}
-                return ctx.schedule_activity_with_retry(ACTIVITY, plan, retry)
-            return ctx.schedule_activity(ACTIVITY, plan)
+                return ctx.schedule_activity_with_retry(ACTIVITY, job, retry)
+            return ctx.schedule_activity(ACTIVITY, job)
         if step.kind == "activity":
-            return ctx.schedule_activity(ACTIVITY, plan["ms"])
+            return ctx.schedule_activity(ACTIVITY, {"ms": plan["ms"], "id": next(ids)})
         if step.kind == "timer":
             return ctx.schedule_timer(max(0, round(plan["ms"])))
         return ctx.schedule_sub_orchestration(orchestration_name(step.workflow), plan["child"])
@@ -152,13 +160,19 @@ def register(runtime, workflows: tuple[Workflow, ...]) -> None:
         workflow = by_name[data["workflow"]]
         k = data["k"]
         plan = data["executions"][k]
+        ids = itertools.count()  # replays schedule in the same order: the same numbers
         for i, (step, p) in enumerate(zip(workflow.steps, plan)):
             kind = step.kind
             if kind == "fanout":
                 if step.branch:
-                    yield ctx.all([task(ctx, step.branch[0], item) for item in p["items"]])
+                    yield ctx.all([task(ctx, step.branch[0], item, ids) for item in p["items"]])
                 else:
-                    yield ctx.all([ctx.schedule_activity(ACTIVITY, it["ms"]) for it in p["items"]])
+                    yield ctx.all(
+                        [
+                            ctx.schedule_activity(ACTIVITY, {"ms": it["ms"], "id": next(ids)})
+                            for it in p["items"]
+                        ]
+                    )
             elif kind == "event":
                 yield ctx.wait_for_event(f"e{i}")
             elif kind == "continue_as_new":
@@ -166,7 +180,7 @@ def register(runtime, workflows: tuple[Workflow, ...]) -> None:
                     yield ctx.continue_as_new({**data, "k": k + 1})
                     return None
             else:
-                yield task(ctx, step, p)
+                yield task(ctx, step, p, ids)
         return workflow.name
 
     for workflow in workflows:
