@@ -85,7 +85,6 @@ def test_an_error_that_is_not_retryable_is_not_swallowed():
         env.run(until=1.0)
 
 
-
 def test_idle_nodes_make_a_convoy_on_the_advisory_lock():
     """duroxide-0.2's orchestration fetch takes the oldest visible instance's advisory lock: the
     more nodes poll, the more fetches queue on it; the 2025-11 runtime takes no such lock."""

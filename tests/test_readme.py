@@ -88,6 +88,7 @@ REAL_TABLES = (
     "| trace | workflow |",
     "| trace | nodes |",
     "| trace | procedure |",
+    "| trace | fault |",
 )
 PUBLISHED_TABLES = ("| row |", "| from row |")
 

@@ -43,6 +43,16 @@ for _idle, _mean in ((0, 46), (1, 47), (2, 68), (4, 78), (8, 85), (16, 59)):
         "ms (a claiming fetch, an ack) took 50-190 ms while empty polls took 3 ms, where the "
         "model serves statements first come, first served"
     )
+KNOWN_GAPS["rtt20_f5_2x2_open2_act10_db8"] = (
+    "at 2/s, the node's capacity, the latency before and after the outage is 13-17% low (the "
+    "knee, as open2); 2 activities ran again against the model's 0.5 a run; the same outage at "
+    "1/s (open1_act10_db8) is within tolerance"
+)
+KNOWN_GAPS["rtt20_f5_2x2_open2_act10_nodes2_crash"] = (
+    "at 2/s the node left after the crash runs at its capacity (1.94/s): the measured p95 stays "
+    "near the objective for 25 s, the model's for 3 s (mean latency 26% low, the knee); the "
+    "crash at 0.7/s (open0.7_act200_nodes2_crash) is within tolerance"
+)
 KNOWN_GAPS["rtt0_f5_2x2_seq_poll10_db1_idle08_waits"] = (
     "8 idle nodes, pg_stat_activity sampled: 9.9 orchestration fetches wait on the advisory lock "
     "against the model's ~2.3, the mean latency ~87% low (as idle08)"

@@ -16,10 +16,12 @@ from durosim.sim.errors import InputError, Interrupted
 
 
 def _parse_tolerances(values: tuple[str, ...]) -> dict[str, float] | None:
+    from durosim.evidence.faults import RECOVERY, RERUNS, THROUGHPUT_AFTER
     from durosim.evidence.validate import ORCHESTRATION_METRICS, SERVER_BUSY, SUMMARY_METRICS
 
     metrics = sorted(set(ORCHESTRATION_METRICS + SUMMARY_METRICS))
-    named = [*metrics, SERVER_BUSY]  # in points, so only by name
+    # in points, or in % of a fault metric: only by name
+    named = [*metrics, SERVER_BUSY, RECOVERY, THROUGHPUT_AFTER, RERUNS]
     out: dict[str, float] = {}
     for text in values:
         name, _, pct = text.rpartition("=")
@@ -101,6 +103,7 @@ def _trace_paths(paths: tuple[str, ...]) -> list[Path]:
 def validate(traces, base, replications, tolerances, infer, as_json, report, plot, large):
     """Simulate the workload each TRACE (durosim-trace/1 file, or a folder of them) records and
     compare predicted with measured. Exits 1 when a metric is outside its tolerance."""
+    from durosim.evidence.faults import UNITS as FAULT_UNITS
     from durosim.evidence.validate import (
         FAILED_FACTOR,
         SERVER_BUSY,
@@ -178,6 +181,15 @@ def validate(traces, base, replications, tolerances, infer, as_json, report, plo
                 error = r.errors_pct[metric]
                 verdict = "ok" if abs(error) <= r.tolerances_pct[metric] else "OUTSIDE"
                 predicted = r.predicted.get(metric, math.nan)
+                if metric in FAULT_UNITS:
+                    unit = FAULT_UNITS[metric]
+                    verdict = "ok" if abs(error) <= r.tolerances_pct[metric] else "OUTSIDE"
+                    click.echo(
+                        f"  {metric:<18} measured {value:>10.4g}  predicted {predicted:>10.4g}"
+                        f"  error {error:+7.1f}{unit and ' ' + unit}  (allowed "
+                        f"{r.tolerances_pct[metric]:.3g}{unit and ' ' + unit})  {verdict}"
+                    )
+                    continue
                 if metric == SERVER_BUSY:
                     click.echo(
                         f"  {metric:<18} measured {value:>10.4g}  predicted {predicted:>10.4g}"

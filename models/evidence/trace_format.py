@@ -12,7 +12,11 @@ failed or its client's wait timed out); its `end_ms` is when the client gave up.
 `conditions` the header may say how many orchestrations `arrivals` started and how many `failed`
 (open loop), and `server` what the database spent while it ran (`durosim record`:
 `cpu_busy`, its CPU seconds over the window and its cores; `statements`, each stored procedure's
-`calls` and `mean_ms` from pg_stat_statements).
+`calls` and `mean_ms` from pg_stat_statements; `waits`, where its backends were), and
+`activity_executions` the activities run, {"total", "distinct"} (distinct (instance, activity)
+pairs). A recording with faults (`durosim record --fault`) lists them in `conditions.faults`:
+{"kind": "database" | "link" | "node", "start_s", "duration_s" (null: a crash with no restart),
+"node"}, seconds from the first orchestration's start, with `applied_s` and `ended_s` as measured.
 Unknown keys and record types are kept and ignored, so the format can grow. The simulator writes
 its own traces in the same format, so nothing downstream can tell simulated from measured.
 """
@@ -82,6 +86,9 @@ class Trace:
     server: dict | None = None
     """What the database server spent during the run, when the header says: `cpu_busy` (0-1),
     `cores`, and `statements` {op: {"calls", "mean_ms"}}."""
+    activity_executions: dict | None = None
+    """Activities run, when the header says: {"total", "distinct"} (distinct (instance,
+    activity) pairs; the rest ran more than once)."""
 
     @property
     def measured(self) -> list[Orchestration]:
@@ -131,6 +138,10 @@ def read_trace(path: str | Path) -> Trace:
             setattr(trace, key, value)
     if "server" in header:
         trace.server = _server(header["server"], f"{path}:{n}")
+    if "activity_executions" in header:
+        trace.activity_executions = _executions(header["activity_executions"], f"{path}:{n}")
+    if "faults" in conditions:
+        _faults(conditions["faults"], f"{path}:{n}")
     for n, line in rows[1:]:
         where = f"{path}:{n}"
         record = _json(line, where)
@@ -218,6 +229,38 @@ def _waits(value: object, where: str) -> dict:
                 raise TraceError(f"{where}: '{op}' '{wait}' must be >= 0, got {mean}")
             backends.setdefault(str(op), {})[str(wait)] = mean
     return {"samples": int(samples), "backends": backends}
+
+
+def _executions(value: object, where: str) -> dict:
+    """`activity_executions`: whole `total` >= `distinct` >= 0."""
+    if not isinstance(value, dict):
+        raise TraceError(f"{where}: 'activity_executions' must be an object")
+    total = _number(value, "total", f"{where}: activity_executions", whole=True)
+    distinct = _number(value, "distinct", f"{where}: activity_executions", whole=True)
+    if not 0 <= distinct <= total:
+        raise TraceError(
+            f"{where}: activity_executions needs 0 <= distinct <= total, got {distinct}, {total}"
+        )
+    return {"total": int(total), "distinct": int(distinct)}
+
+
+FAULT_KINDS = ("database", "link", "node")
+
+
+def _faults(value: object, where: str) -> None:
+    """`conditions.faults`: a list of {kind, start_s, duration_s or null, node for a node}."""
+    if not isinstance(value, list):
+        raise TraceError(f"{where}: conditions 'faults' must be a list")
+    for i, fault in enumerate(value):
+        at = f"{where}: conditions.faults[{i}]"
+        if not isinstance(fault, dict) or fault.get("kind") not in FAULT_KINDS:
+            raise TraceError(f"{at}: needs 'kind', one of {', '.join(FAULT_KINDS)}")
+        if _number(fault, "start_s", at) < 0:
+            raise TraceError(f"{at}: 'start_s' must be >= 0")
+        if fault.get("duration_s") is not None and _number(fault, "duration_s", at) <= 0:
+            raise TraceError(f"{at}: 'duration_s' must be > 0 or null")
+        if fault["kind"] == "node":
+            _number(fault, "node", at, whole=True)
 
 
 def _json(line: str, where: str) -> object:

@@ -16,6 +16,13 @@ from pathlib import Path
 
 from durosim.evidence.conditions import WORKLOAD_TABLES
 from durosim.evidence.conditions import overrides as condition_overrides
+from durosim.evidence.faults import has_faults
+from durosim.evidence.faults import measured as measured_faults
+from durosim.evidence.faults import measured_report as measured_fault_report
+from durosim.evidence.faults import overrides as fault_overrides
+from durosim.evidence.faults import predicted as predicted_faults
+from durosim.evidence.faults import windows as fault_windows
+from durosim.evidence.faults import within as within_fault
 from durosim.evidence.trace_format import Trace
 from durosim.experiments.results import run_replications, summarize
 from durosim.model.profiles import RUNTIMES
@@ -36,6 +43,8 @@ factor of the measured count; where none failed for real, fewer than one a run p
 # The server's CPU busy fraction, when a recording measured it: compared in percentage points.
 SERVER_BUSY = "server_cpu_busy_pct"
 SERVER_BUSY_TOLERANCE_POINTS = 10.0
+FAULT_BUCKET_S = 2.0
+"""The bucket a recording with faults is cut into to find its recovery time."""
 
 
 def tolerance_pct(metric: str, rtt_ms: float) -> float:
@@ -98,6 +107,8 @@ def scenario_for(
     overrides = condition_overrides(conditions, rtt_ms)
     if conditions.get("mode") == "open":
         overrides += _replay(trace)
+        if has_faults(trace):
+            overrides += fault_overrides(trace, FAULT_BUCKET_S)
     elif trace.orchestrations:
         warmup = sum(1 for o in trace.orchestrations if o.warmup)
         measured = len(trace.orchestrations) - warmup
@@ -201,6 +212,8 @@ def predict(
         "calls_per_orchestration": result.calls_per_orchestration,
         "workflows": result.by_workflow_ms,
         "advisory_waiting": result.advisory_waiting_mean,
+        "faults": result.faults,
+        "orchestrations": [run.orchestrations for run in runs],
     }
     predicted = (
         {f"{stat}_ms": result.latency_ms[stat] for stat in ("mean", "p50", "p95")}
@@ -356,6 +369,28 @@ def compare(
             ok = False
     waits = (trace.server or {}).get("waits")
     advisory = extra.pop("advisory_waiting")
+    report, per_run = extra.pop("faults"), extra.pop("orchestrations")
+    if report is not None:
+        usual = tolerances or {}
+        fault_measured = measured_faults(trace, FAULT_BUCKET_S)
+        fault_predicted = predicted_faults(report, per_run, fault_windows(trace))
+        for metric, value in fault_measured.items():
+            got = fault_predicted[metric]
+            error, limit, fine = within_fault(
+                metric,
+                value,
+                got,
+                usual.get(metric),
+                tolerance_pct("throughput_per_s", rtt_ms),
+                FAULT_BUCKET_S,
+            )
+            measured[metric], predicted[metric] = value, got
+            errors[metric], allowed[metric] = error, limit
+            ok = ok and fine
+        extra["faults"] = {
+            "predicted": report,
+            "measured": measured_fault_report(trace, report["bucket_s"]),
+        }
     if waits:
         extra["server_waits"] = waits["backends"]
         extra["advisory_waiting"] = round(advisory, 3)

@@ -4,6 +4,7 @@ their stated and inferred RTTs, and the cross-checks between rows of one site.""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from durosim.evidence.validate import (
@@ -16,7 +17,6 @@ from durosim.evidence.validate import (
     CrossCheck,
     failed_ok,
 )
-
 
 MIN_WAITING = 0.05
 """Backends on average below which the report leaves a (procedure, wait) out."""
@@ -144,6 +144,40 @@ def markdown(
             lines.append(
                 f"| {name} | {c.scenario.host.nodes} | {busy} | "
                 + " | ".join(_cell(c, m) for m in ("mean_ms", "p95_ms", "throughput_per_s"))
+                + " |"
+            )
+        lines.append("")
+    faulted = [c for c in comparisons if "faults" in c.extra]
+    if faulted:
+        lines += [
+            "Recordings with faults (`record --fault`), the same faults replayed in the model: "
+            "the time from the fault's end until the p95 latency of what starts is back under "
+            "the objective (twice the measured p95 before the fault; allowed 20%, at least one "
+            "bucket), the completions per second from the fault's end to the last arrival, and "
+            "the activities run more than once; measured / predicted.",
+            "",
+            "| trace | fault | objective | recovery s | throughput after /s "
+            "| activities run again |",
+            "|---|---|---:|---|---|---|",
+        ]
+        for c in faulted:
+            name = f"{Path(c.trace).parent.name}/{Path(c.trace).stem}"
+            report = c.extra["faults"]["predicted"]
+            cells = []
+            for metric, digits in (("recovery_s", 1), ("throughput_after_per_s", 3),
+                                   ("activity_reruns", 1)):  # fmt: skip
+                if metric not in c.measured:
+                    cells.append("")
+                    continue
+                mark = "" if abs(c.errors_pct[metric]) <= c.tolerances_pct[metric] else " **✗**"
+                m, p = (
+                    "never" if math.isinf(x) else f"{x:.{digits}f}"
+                    for x in (c.measured[metric], c.predicted[metric])
+                )
+                cells.append(f"{m} / {p}{mark}")
+            lines.append(
+                f"| {name} | {'; '.join(report['faults'])} | {report['slo_ms']:.0f} ms | "
+                + " | ".join(cells)
                 + " |"
             )
         lines.append("")
