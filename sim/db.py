@@ -160,8 +160,6 @@ class DbClient:
         Returns [(result, CallTimes)] in order; the times share start, acquisition and reply."""
         if self.dead:
             raise NodeDown()
-        if self.faulted:
-            return (yield from self._call_faulted(statements, caller))
         env = self.env
         pool = self.pool
         behaviour = self.behaviour
@@ -182,24 +180,29 @@ class DbClient:
                 yield env.timeout(deadline - acquired)
             pool.give_back()
             raise PoolTimedOut()
-        before = 0.0
-        if fresh:
-            before += behaviour.connect_round_trips * rtt()
-        elif behaviour.ping_on_acquire:
-            before += rtt()
-        prepared = connection.prepared
-        for statement in statements:
-            name = statement.name
-            if name not in prepared and behaviour.prepare_round_trip:
-                prepared.add(name)
+        if self.faulted:
+            cross = self._cross
+            back = yield from self._reach_faulted(statements, connection, fresh, start)
+        else:
+            cross = None
+            before = 0.0
+            if fresh:
+                before += behaviour.connect_round_trips * rtt()
+            elif behaviour.ping_on_acquire:
                 before += rtt()
-            if statement.extra_round_trips:
-                for _ in range(statement.extra_round_trips):
+            prepared = connection.prepared
+            for statement in statements:
+                name = statement.name
+                if name not in prepared and behaviour.prepare_round_trip:
+                    prepared.add(name)
                     before += rtt()
-        exchange = rtt()
-        yield env.timeout(before + exchange / 2.0)
+                if statement.extra_round_trips:
+                    for _ in range(statement.extra_round_trips):
+                        before += rtt()
+            exchange = rtt()
+            yield env.timeout(before + exchange / 2.0)
+            back = exchange / 2.0
         at_server = env._now
-        back = exchange / 2.0
         overhead = self.call_overhead_s
         results = []
         for statement in statements:
@@ -216,23 +219,31 @@ class DbClient:
                 statement.admitted(finish)
             if finish > arrived:
                 yield env.timeout(finish - arrived)
-            reply = finish + back
+            reply = finish + back if cross is None else cross(finish, back)
             result = commit(
                 _times(CallTimes, (start, acquired, at_server, finish, reply, reply + overhead))
             )
             while isinstance(result, Blocked):
                 yield env.timeout(result.until_s - env._now)
                 finish = env._now
-                reply = finish + back
+                reply = finish + back if cross is None else cross(finish, back)
                 result = commit(
                     _times(CallTimes, (start, acquired, at_server, finish, reply, reply + overhead))
                 )
             if isinstance(result, FollowUp):
                 if result.round_trips > 0:
-                    yield env.timeout(sum(rtt() for _ in range(result.round_trips)))
+                    if cross is None:
+                        yield env.timeout(sum(rtt() for _ in range(result.round_trips)))
+                    else:
+                        done = env._now
+                        for _ in range(result.round_trips):
+                            done = self._round_trip(done)
+                        yield env.timeout(done - env._now)
                 result = result.result
             results.append((result, finish))
         finish = env._now
+        if cross is not None:
+            back = cross(finish, back) - finish  # the reply may be held on the link
         hold = back + rtt() if behaviour.ping_on_release else back
         pool.release_later(hold, connection)
         yield env.timeout(back + overhead)
@@ -244,38 +255,34 @@ class DbClient:
             for result, committed in results
         ]
 
-    def _call_faulted(self, statements: Sequence[Statement], caller: str):
-        """`call_many` in a run with faults: each message crosses the link on its own (held,
-        slowed or lost in a link's fault window), a connection from before an outage is broken
-        (its ping fails and sqlx opens a new one), a connect to a server that is down is refused
-        and retried until the acquire deadline, and a statement that reaches a server that is
-        down or restarted fails."""
+    def _cross(self, t: float, one_way: float) -> float:
+        """When a message sent at `t` arrives, `one_way` later but for the link's faults."""
+        faults = self.link_faults
+        return t + one_way if faults is None else faults.cross(t, one_way)
+
+    def _round_trip(self, t: float) -> float:
+        half = self.link.rtt() / 2.0
+        return self._cross(self._cross(t, half), half)
+
+    def _reach_faulted(
+        self, statements: Sequence[Statement], connection, fresh: bool, start: float
+    ):
+        """Generator: take the statements to the server in a run with faults; return the time
+        half a round trip takes. Each message crosses the link on its own (held, slowed or lost
+        in a link's fault window); a connection from before an outage is broken (its ping fails
+        and sqlx opens a new one); a connect to a server that is down is refused and retried
+        until the acquire deadline (PoolTimedOut), or, behind a proxy, fails at once; a
+        statement that reaches a server that is down fails (StatementFailed); on a node that
+        crashes, a statement not yet sent when it does is lost (NodeDown)."""
         env = self.env
         pool = self.pool
         behaviour = self.behaviour
         rtt = self.link.rtt
         outages = self.outages
-        links = self.link_faults
-        cross = links.cross if links is not None else (lambda t, one_way: t + one_way)
-
-        def round_trip(t: float) -> float:
-            half = rtt() / 2.0
-            return cross(cross(t, half), half)
-
-        start = env._now
-        taken = pool.try_take()
-        if taken is None:
-            connection, fresh = yield from pool.acquire(caller)
-        else:
-            connection, fresh = taken
-        acquired = env._now
+        cross = self._cross
+        round_trip = self._round_trip
         deadline = start + behaviour.acquire_timeout_s
-        if connection is REFUSED:
-            if deadline > acquired:
-                yield env.timeout(deadline - acquired)
-            pool.give_back()
-            raise PoolTimedOut()
-        t = acquired
+        t = env._now
         epoch = outages.epoch(t) if outages is not None else 0
         if not fresh and connection.epoch != epoch:
             if behaviour.ping_on_acquire:
@@ -323,48 +330,4 @@ class DbClient:
             yield env.timeout(cross(at_server, half) - env._now)
             pool.release(connection)  # broken: the next caller's ping finds it so
             raise StatementFailed()
-        overhead = self.call_overhead_s
-        results = []
-        for statement in statements:
-            arrived = env._now
-            commit = statement.commit
-            if statement.begin is None:
-                cost_key, not_before = statement.name, arrived
-            else:
-                cost_key, not_before = statement.begin(arrived)
-            finish = self.server.admit(cost_key, arrived)
-            if not_before > finish:
-                finish = not_before
-            if statement.admitted is not None:
-                statement.admitted(finish)
-            if finish > arrived:
-                yield env.timeout(finish - arrived)
-            reply = cross(finish, half)
-            result = commit(
-                _times(CallTimes, (start, acquired, at_server, finish, reply, reply + overhead))
-            )
-            while isinstance(result, Blocked):
-                yield env.timeout(result.until_s - env._now)
-                finish = env._now
-                reply = cross(finish, half)
-                result = commit(
-                    _times(CallTimes, (start, acquired, at_server, finish, reply, reply + overhead))
-                )
-            if isinstance(result, FollowUp):
-                done = env._now
-                for _ in range(result.round_trips):
-                    done = round_trip(done)
-                yield env.timeout(done - env._now)
-                result = result.result
-            results.append((result, finish))
-        finish = env._now
-        reply = cross(finish, half)
-        hold = reply - finish + rtt() if behaviour.ping_on_release else reply - finish
-        pool.release_later(hold, connection)
-        yield env.timeout(reply + overhead - finish)
-        self.last_connection = connection.number
-        self.last_released_s = finish + hold
-        return [
-            (result, _times(CallTimes, (start, acquired, at_server, committed, reply, env._now)))
-            for result, committed in results
-        ]
+        return half
