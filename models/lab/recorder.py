@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import tempfile
 import threading
 import uuid
@@ -77,6 +78,23 @@ def _environment(values: dict[str, str]) -> Iterator[None]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+@contextmanager
+def _stdout_to_stderr() -> Iterator[None]:
+    """Send what the runtime writes to standard output to standard error while it runs:
+    duroxide logs its warnings (a provider error under a fault, a slow acquire) to file
+    descriptor 1, where they would fall into `record --json`. Python's own output is flushed
+    first and goes back to standard output after."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 @contextmanager
@@ -287,6 +305,7 @@ def record(options: dict) -> dict:
     with _Signals() as signals, ExitStack() as stack:
         try:
             stack.enter_context(_environment(env))
+            stack.enter_context(_stdout_to_stderr())
             if others is not None:  # the runtime, its nodes and the proxy off the server's CPUs
                 stack.enter_context(_affinity(others))
             scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="durosim-rec-")))
