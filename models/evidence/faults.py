@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 
 from durosim.evidence.trace_format import Trace
-from durosim.model.faults import Run, buckets, default_slo_ms, recovery_s
+from durosim.model.faults import Fault, Recovery, Run, default_slo_ms, report
 from durosim.sim.config import toml_value
 
 RECOVERY = "recovery_s"
@@ -90,39 +90,28 @@ def _last_end(faults: list[dict]) -> float:
     return max(f["start_s"] + f.get("duration_s", 0.0) for f in faults)
 
 
-def measured(trace: Trace, bucket_s: float) -> dict[str, float]:
-    """The recording's recovery time, throughput after the fault, and activities run again."""
+def measured(trace: Trace, bucket_s: float) -> tuple[dict[str, float], dict]:
+    """The recording's recovery time, throughput after the fault and activities run again,
+    and its results over time: the model's fault report (`durosim.model.faults.report`) made
+    of the one run it recorded, for a figure of both."""
     faults = windows(trace)
     orchestrations = runs(trace)
-    first = min(f["start_s"] for f in faults)
-    end = _last_end(faults)
-    until = max(e for _, e, _ in orchestrations)
-    series = buckets(orchestrations, bucket_s, until)
+    counts = trace.activity_executions
+    reruns = None if counts is None else float(counts["total"] - counts["distinct"])
+    over_time = report(
+        tuple(Fault(**f) for f in faults),
+        Recovery(bucket_s, slo_ms(trace, faults) / 1000.0),
+        [orchestrations],
+        [reruns or 0.0],
+    )
+    recovery = over_time["recovery_s"]
     out = {
-        RECOVERY: recovery_s(series, bucket_s, first, end, slo_ms(trace, faults)),
-        THROUGHPUT_AFTER: throughput_after(orchestrations, end),
+        RECOVERY: math.inf if recovery is None else recovery,
+        THROUGHPUT_AFTER: throughput_after(orchestrations, _last_end(faults)),
     }
-    if trace.activity_executions is not None:
-        counts = trace.activity_executions
-        out[RERUNS] = float(counts["total"] - counts["distinct"])
-    return out
-
-
-def measured_report(trace: Trace, bucket_s: float) -> dict:
-    """The recording's results over time, in the shape of the model's fault report (for a
-    figure of both)."""
-    faults = windows(trace)
-    orchestrations = runs(trace)
-    until = max(e for _, e, _ in orchestrations)
-    ends = [f["start_s"] + f["duration_s"] if "duration_s" in f else None for f in faults]
-    return {
-        "faults": [f"{f['kind']} at {f['start_s']:g} s" for f in faults],
-        "windows": [[f["start_s"], end] for f, end in zip(faults, ends)],
-        "bucket_s": bucket_s,
-        "slo_ms": round(slo_ms(trace, faults), 1),
-        "recovery_s": _finite(measured(trace, bucket_s)[RECOVERY]),
-        "timeline": [b.as_json() for b in buckets(orchestrations, bucket_s, until)],
-    }
+    if reruns is not None:
+        out[RERUNS] = reruns
+    return out, over_time
 
 
 def throughput_after(orchestrations: list[Run], fault_end_s: float) -> float:
@@ -139,14 +128,14 @@ def throughput_after(orchestrations: list[Run], fault_end_s: float) -> float:
     return done / span
 
 
-def predicted(report: dict, per_run: list[list[Run]], faults: list[dict]) -> dict[str, float]:
+def predicted(over_time: dict, per_run: list[list[Run]], faults: list[dict]) -> dict[str, float]:
     """The same from the model's fault report and its runs' orchestrations."""
     end = _last_end(faults)
     after = [throughput_after(r, end) for r in per_run if r]
     return {
-        RECOVERY: math.inf if report["recovery_s"] is None else report["recovery_s"],
+        RECOVERY: math.inf if over_time["recovery_s"] is None else over_time["recovery_s"],
         THROUGHPUT_AFTER: sum(after) / len(after) if after else math.nan,
-        RERUNS: report["activity_reruns_per_run"],
+        RERUNS: over_time["activity_reruns_per_run"],
     }
 
 
@@ -183,7 +172,3 @@ def within(
 
 UNITS = {RECOVERY: "s", RERUNS: ""}
 """Fault metrics whose error is a difference, not a %: their unit."""
-
-
-def _finite(value: float) -> float | None:
-    return None if math.isinf(value) else value

@@ -18,7 +18,6 @@ from durosim.evidence.conditions import WORKLOAD_TABLES
 from durosim.evidence.conditions import overrides as condition_overrides
 from durosim.evidence.faults import has_faults
 from durosim.evidence.faults import measured as measured_faults
-from durosim.evidence.faults import measured_report as measured_fault_report
 from durosim.evidence.faults import overrides as fault_overrides
 from durosim.evidence.faults import predicted as predicted_faults
 from durosim.evidence.faults import windows as fault_windows
@@ -372,7 +371,7 @@ def compare(
     report, per_run = extra.pop("faults"), extra.pop("orchestrations")
     if report is not None:
         usual = tolerances or {}
-        fault_measured = measured_faults(trace, FAULT_BUCKET_S)
+        fault_measured, over_time = measured_faults(trace, FAULT_BUCKET_S)
         fault_predicted = predicted_faults(report, per_run, fault_windows(trace))
         for metric, value in fault_measured.items():
             got = fault_predicted[metric]
@@ -387,10 +386,7 @@ def compare(
             measured[metric], predicted[metric] = value, got
             errors[metric], allowed[metric] = error, limit
             ok = ok and fine
-        extra["faults"] = {
-            "predicted": report,
-            "measured": measured_fault_report(trace, report["bucket_s"]),
-        }
+        extra["faults"] = {"predicted": report, "measured": over_time}
     if waits:
         extra["server_waits"] = waits["backends"]
         extra["advisory_waiting"] = round(advisory, 3)

@@ -136,8 +136,6 @@ class PostgresProvider:
         """Time fetches spent waiting on an instance's advisory lock, all together."""
         self.failed_statements = 0
         """Statements that reached a server that was down or had restarted (each attempt)."""
-        self.executions = 0
-        """Activities run (a redelivered work item runs again)."""
         self.repeated = 0
         """Activities run again after their first run was never acknowledged."""
         if shared is None:
@@ -246,19 +244,13 @@ class PostgresProvider:
         visible again 100 ms after it commits, and runs again (dx-cur `worker.rs:733-758`)."""
 
         def commit(times: CallTimes) -> None:
-            def back(_event) -> None:
-                self.worker_queue.put_back(items, self.env._now)
-                self._signal(self.worker_signal)
-
-            self.env.timeout(times.commit_s + ABANDON_DELAY_S - self.env._now).callbacks.append(
-                back
-            )
+            self.expire_work(items, times.commit_s + ABANDON_DELAY_S)
 
         return Op(Statement("abandon_work_item", commit), lambda _, times: times, actor)
 
     def expire_work(self, items: list[WorkItem], until: float) -> None:
-        """Activities whose ack and abandon both failed, or whose node crashed: locked until
-        `until` (the worker lock timeout from the fetch), then fetched again."""
+        """Work items fetchable again at `until`: 100 ms after an abandon commits, or, when the
+        ack and the abandon both failed or the node crashed, when the worker lock expires."""
 
         def expire(_event) -> None:
             self.worker_queue.put_back(items, self.env._now)
@@ -270,7 +262,6 @@ class PostgresProvider:
         """Count the activities a worker starts to run."""
         for item in items:
             item.runs += 1
-            self.executions += 1
             if item.runs > 1:
                 self.repeated += 1
 

@@ -155,6 +155,7 @@ class Runtime:
             lambda t: extend(path, fetched_at, t, True),
             slot.name,
         )
+        until = times.commit_s + self.lock_timeouts_s[0]
         try:
             if not self.design.pipelining:
                 yield from self._ack_turn(ack)
@@ -164,13 +165,10 @@ class Runtime:
                 self.prefetched[slot] = nxt
             except FetchFailed:
                 pass
-        except NodeDown:
-            until = times.commit_s + self.lock_timeouts_s[0]
+        except (NodeDown, ProviderUnavailable) as err:
             self.provider.expire_turn(instance, messages, turn, events, until)
-            raise
-        except ProviderUnavailable:
-            until = times.commit_s + self.lock_timeouts_s[0]
-            self.provider.expire_turn(instance, messages, turn, events, until)
+            if isinstance(err, NodeDown):
+                raise
             # duroxide then writes the orchestration Failed, through the same retries
             yield from self._ack_turn(self.provider.fail_turn(instance, until, slot.name))
 

@@ -70,7 +70,6 @@ class RunResult:
     """Fetches waiting on an instance's advisory lock, on average over the window."""
     failed_statements: int = 0
     """Statements that reached a server that was down or had restarted, every attempt."""
-    activity_runs: int = 0
     activity_reruns: int = 0
     """Activities run again because their first run was never acknowledged."""
     orchestrations: list[tuple[float, float | None, bool]] = field(default_factory=list)
@@ -448,7 +447,6 @@ def simulate(
             sum(r.provider.advisory_wait_s for r in runtimes) - at_start.get("advisory", 0.0), 1),
         dispatcher_errors=sum(d.errors for d in orchestrators + workers),
         failed_statements=sum(r.provider.failed_statements for r in runtimes),
-        activity_runs=sum(r.provider.executions for r in runtimes),
         activity_reruns=sum(r.provider.repeated for r in runtimes),
         orchestrations=collector.runs or [],
     )  # fmt: skip
