@@ -129,6 +129,7 @@ class DbClient:
         call_overhead_s: float = 0.0,
         outages: Outages | None = None,
         link_faults: LinkFaults | None = None,
+        may_crash: bool = False,
     ):
         self.env = env
         self.link = link
@@ -141,10 +142,10 @@ class DbClient:
         self.last_released_s = 0.0
         self.outages = outages
         self.link_faults = link_faults
-        self.faulted = outages is not None or link_faults is not None
+        self.faulted = outages is not None or link_faults is not None or may_crash
         self.dead = False
         """The node crashed: every call from now on raises NodeDown."""
-        self.may_crash = False
+        self.may_crash = may_crash
         """The node crashes in this run: a call checks, as its statement leaves, that the node
         is still there (a statement already sent runs and commits; one not yet sent is lost)."""
 

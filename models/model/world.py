@@ -291,9 +291,10 @@ def simulate(
         """Node `node` (0 is the first): its link, pool, provider, slots and client."""
         link = Link(scenario.network.rtt, streams[rtt_stream])
         pool = Pool(env, scenario.pool.size, scenario.pool.min_connections, limit)
+        crashes = any(f.kind == "node" and f.node == node + 1 for f in faults)
         db = DbClient(
             env, link, pool, server, behaviour, scenario.call_overhead_s,
-            outages, _link_faults(faults, node, streams),
+            outages, _link_faults(faults, node, streams), crashes,
         )  # fmt: skip
         provider = PostgresProvider(
             env,
@@ -337,8 +338,6 @@ def simulate(
     live = list(runtimes)  # each node's runtime now; a restarted node's replaces the crashed one
     for fault in faults:
         if fault.kind == "node":
-            db = live[fault.node - 1].provider.db
-            db.faulted = db.may_crash = True
             env.process(_crash(env, fault, live, runtimes, pools, start_node))
     orchestrators = [slot for r in runtimes for slot in r.orchestrators]
     workers = [slot for r in runtimes for slot in r.workers]
