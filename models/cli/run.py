@@ -169,7 +169,7 @@ def _connections(out: dict, s, echo) -> None:
             f"connections: the server's {s.database.max_connections} are all open "
             f"({out['connections_open']:.0f} at the end); {out['pool_timed_out_per_run']:.1f} "
             "calls a run waited out the 30 s acquire timeout for one it refused (sqlx "
-            "PoolTimedOut, retried 3 times by the provider)"
+            "PoolTimedOut; duroxide-pg retries the orchestration fetch and ack 3 times)"
         )
 
 
