@@ -203,7 +203,7 @@ class PostgresProvider:
     # -- failed acks and locks that expire --------------------------------------------------
 
     def expire_turn(
-        self, instance: Instance, messages: list[Message], turn: Turn, events: int, until: float
+        self, instance: Instance, messages: list[Message], turn: Turn, until: float
     ) -> None:
         """A turn whose ack failed: unless a later ack of the same fetch commits first, the
         instance stays locked until `until` (its lock timeout from the fetch; duroxide's abandon
@@ -213,7 +213,7 @@ class PostgresProvider:
 
         def expire(_event) -> None:
             if instance.locked and instance.taken == serial:
-                instance.replay = (turn, events, set(messages))
+                instance.replay = (turn, set(messages))
                 self.orchestrator_queue.restore(instance, messages, self.env._now)
                 self._signal(self.orchestrator_signal)
 

@@ -65,8 +65,8 @@ class Instance:
         self.taken = 0
         """Fetches that took its messages: tells a lock that expired from a later one."""
         self.replay: tuple | None = None
-        """A turn whose ack never committed: (turn, events, the messages it folded in), which
-        the turn after the lock expires carries on from instead of folding them in again."""
+        """A turn whose ack never committed: (turn, the messages it folded in), which the turn
+        after the lock expires carries on from instead of folding them in again."""
         self.claimed_by: Claim | None = None
         self.unlocked_at = started
         self.unlock_path: Path | None = None

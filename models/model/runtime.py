@@ -108,16 +108,20 @@ class Runtime:
         ready, before = instance.unlocked_at, instance.unlock_path
         delivered = 0
         starts = False
-        turn, folded = Turn(), None
+        turn, folded = Turn(), ()
         if instance.replay is not None:  # the turn before it was never acknowledged
-            turn, delivered, folded = instance.replay
+            turn, folded = instance.replay
             instance.replay = None
         for message in messages:
             if before is None or message.ready > ready:
                 ready, before = message.ready, message.path
-            if folded is not None and message in folded:
-                continue
             kind = message.kind
+            if message in folded:  # folded into the turn already: counted, not delivered again
+                if kind == "start":
+                    starts = True
+                else:
+                    delivered += 1
+                continue
             if kind == "start":
                 starts = True
                 old = instance.execution
@@ -166,7 +170,7 @@ class Runtime:
             except FetchFailed:
                 pass
         except (NodeDown, ProviderUnavailable) as err:
-            self.provider.expire_turn(instance, messages, turn, events, until)
+            self.provider.expire_turn(instance, messages, turn, until)
             if isinstance(err, NodeDown):
                 raise
             # duroxide then writes the orchestration Failed, through the same retries
