@@ -60,5 +60,9 @@ class ChildProcess:
         except (OSError, subprocess.TimeoutExpired):
             process.kill()
             process.wait()
+        self.exited()
         for stream in (process.stdout, process.stderr):
             stream.close()
+
+    def exited(self) -> None:
+        """Called once the child has exited, before its output streams are closed."""

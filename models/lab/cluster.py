@@ -164,21 +164,7 @@ class Server:
         """`pg_ctl stop -m fast -w`: every backend is terminated at once (its transaction rolled
         back, its client disconnected) and new connections are refused; returns once the server
         is down (PostgreSQL 15 docs, pg_ctl and "Shutting Down the Server": SIGINT)."""
-        _run(
-            self.prefix
-            + [
-                str(self.binaries / "pg_ctl"),
-                "-D",
-                str(self.data),
-                "-m",
-                "fast",
-                "-w",
-                "-t",
-                str(STOP_TIMEOUT_S),
-                "stop",
-            ],
-            "pg_ctl stop",
-        )
+        _run(_fast_stop(self.binaries, self.prefix, self.data), "pg_ctl stop")
 
 
 @contextmanager
@@ -322,6 +308,12 @@ def _proc_stat(pid: int, parent: int | None = None) -> tuple[int, int, int, int]
     return int(fields[11]), int(fields[12]), int(fields[13]), int(fields[14])
 
 
+def _fast_stop(binaries: Path, prefix: list[str], data: Path) -> list[str]:
+    """`pg_ctl stop -m fast`, waiting up to STOP_TIMEOUT_S for the server to be down."""
+    pg_ctl = [str(binaries / "pg_ctl"), "-D", str(data), "-m", "fast", "-w"]
+    return prefix + pg_ctl + ["-t", str(STOP_TIMEOUT_S), "stop"]
+
+
 def _stop(binaries: Path, prefix: list[str], data: Path) -> None:
     """Fast shutdown; if pg_ctl cannot do it, kill the postmaster so nothing is left running."""
     pid = _postmaster_pid(data)
@@ -329,10 +321,7 @@ def _stop(binaries: Path, prefix: list[str], data: Path) -> None:
     old = signal.signal(signal.SIGINT, signal.SIG_IGN) if _main_thread() else None
     try:
         subprocess.run(
-            prefix
-            + [str(binaries / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "-t", "30", "stop"],
-            capture_output=True,
-            timeout=STOP_TIMEOUT_S + 5,
+            _fast_stop(binaries, prefix, data), capture_output=True, timeout=STOP_TIMEOUT_S + 5
         )
     except subprocess.TimeoutExpired:
         pass

@@ -15,7 +15,6 @@ import dataclasses
 import json
 import os
 import signal
-import subprocess
 import sys
 import threading
 from contextlib import ExitStack
@@ -68,18 +67,11 @@ class NodeProcess(ChildProcess):
             self.process.kill()
             self.process.wait()
 
-    def stop(self) -> None:
+    def exited(self) -> None:
+        """The relays end at their streams' end: let them finish before the streams close."""
         relays, self._relays = self._relays, []
-        process = self.process
-        if relays and process is not None:
-            try:
-                process.stdin.close()
-                process.wait(timeout=self.stop_timeout_s)
-            except (OSError, subprocess.TimeoutExpired):
-                process.kill()
-            for relay in relays:  # each ends at its stream's end, before the stream is closed
-                relay.join(timeout=5)
-        super().stop()
+        for relay in relays:
+            relay.join(timeout=5)
 
     def __enter__(self) -> NodeProcess:
         try:

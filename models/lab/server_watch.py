@@ -180,7 +180,7 @@ class WaitSampler:
     """Samples the active backends' procedure and wait event from a thread until `stop`; a
     sample it cannot take (the server down) is skipped, and it connects again."""
 
-    def __init__(self, conn, dsn: str = ""):
+    def __init__(self, conn, dsn: str):
         self.conn = conn
         self.dsn = dsn
         self.counts: Counter[tuple[str, str]] = Counter()
@@ -198,7 +198,7 @@ class WaitSampler:
             try:
                 rows = self.conn.execute(WAITS_QUERY).fetchall()
             except psycopg.Error:
-                if not self.dsn or not self._reconnect():
+                if not self._reconnect():
                     return
                 continue
             self.samples += 1
@@ -227,9 +227,7 @@ class WaitSampler:
         return wait_summary(self.counts, self.samples)
 
     def close(self) -> None:
-        self._done.set()
-        if self._thread.is_alive():
-            self._thread.join()
+        self.stop()
         self.conn.close()
 
 
