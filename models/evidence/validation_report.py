@@ -22,6 +22,11 @@ MIN_WAITING = 0.05
 """Backends on average below which the report leaves a (procedure, wait) out."""
 
 
+def _name(c: Comparison) -> str:
+    """A trace as the tables name it: its folder and file name, e.g. faults/rtt0_..._db8."""
+    return f"{Path(c.trace).parent.name}/{Path(c.trace).stem}"
+
+
 def _rtt(value: float | None) -> str:
     if value is None:
         return ""
@@ -97,7 +102,7 @@ def markdown(
                 "" if w1 is None else f"{w1:.3g} ms ({w1 / c.measured['mean_ms'] * 100:.1f}%)"
             )
             lines.append(
-                f"| {Path(c.trace).parent.name}/{Path(c.trace).stem} | {_conditions(c)} | "
+                f"| {_name(c)} | {_conditions(c)} | "
                 + " | ".join(
                     _cell(c, m) for m in ("mean_ms", "p50_ms", "p95_ms", "throughput_per_s")
                 )
@@ -117,7 +122,7 @@ def markdown(
         for c in open_loop:
             measured, predicted = c.measured["failed"], c.predicted.get("failed", 0.0)
             mark = "" if failed_ok(measured, predicted) else " **✗**"
-            name = f"{Path(c.trace).parent.name}/{Path(c.trace).stem}"
+            name = _name(c)
             lines.append(
                 f"| {name} | {c.extra.get('arrivals', '')} | {measured:g} / {predicted:.3g}{mark} |"
             )
@@ -134,7 +139,7 @@ def markdown(
             "|---|---:|---|---|---|---|",
         ]
         for c in loaded:
-            name = f"{Path(c.trace).parent.name}/{Path(c.trace).stem}"
+            name = _name(c)
             points = c.errors_pct[SERVER_BUSY]
             mark = "" if abs(points) <= c.tolerances_pct[SERVER_BUSY] else " **✗**"
             busy = (
@@ -161,7 +166,7 @@ def markdown(
             "|---|---|---:|---|---|---|",
         ]
         for c in faulted:
-            name = f"{Path(c.trace).parent.name}/{Path(c.trace).stem}"
+            name = _name(c)
             report = c.extra["faults"]["predicted"]
             cells = []
             for metric, digits in (("recovery_s", 1), ("throughput_after_per_s", 3),
@@ -194,7 +199,7 @@ def markdown(
             "|---|---|---|---:|",
         ]
         for c in sampled:
-            name = f"{Path(c.trace).parent.name}/{Path(c.trace).stem}"
+            name = _name(c)
             rows = [
                 (mean, op, wait)
                 for op, by_wait in c.extra["server_waits"].items()
@@ -216,7 +221,7 @@ def markdown(
             "|---|---|---:|---|---|---|",
         ]
         for c in mixes:
-            name = f"{Path(c.trace).parent.name}/{Path(c.trace).stem}"
+            name = _name(c)
             for workflow, row in c.extra["workflows"].items():
                 measured, predicted = row.get("measured"), row["predicted"]
                 if measured is None:
@@ -240,7 +245,7 @@ def markdown(
             "|---|---|---|",
         ]
         for c in with_calls:
-            name = f"{Path(c.trace).parent.name}/{Path(c.trace).stem}"
+            name = _name(c)
             for op, row in c.extra["calls_per_orchestration"].items():
                 error = row["error_pct"]
                 outside = error is None or abs(error) > CALLS_TOLERANCE_PCT
