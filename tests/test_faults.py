@@ -138,6 +138,8 @@ def test_buckets_and_the_recovery_time():
         ('{kind="link", start_s=1, duration_s=1, added_ms=5, loss_pct=2}', "not both"),
         ('{kind="disk", start_s=1, duration_s=1}', "'disk' is not allowed"),
         ('{kind="database", start_s=-1, duration_s=1}', "must be >= 0"),
+        ('{kind="link", start_s=1, duration_s=1e300}', "faults must end within 1e\\+08 s"),
+        ('{kind="node", node=2, start_s=1e9}', "faults must end within"),
     ],
 )
 def test_a_fault_that_cannot_apply_is_one_error(fault, message):

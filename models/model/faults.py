@@ -93,6 +93,12 @@ class Fault:
         return f"at {self.start_s:g} s {what}{until}"
 
 
+HORIZON_S = 1e8
+"""The latest a fault may end. A link held to its window's end moves the clock there, and a
+clock at 1e300 s cannot add the milliseconds a call takes (the run would never end); at 1e8 s a
+double still resolves 15 ns."""
+
+
 def check_faults(
     faults: tuple[Fault, ...], nodes: int, client_nodes: int, run_s: float | None
 ) -> None:
@@ -119,6 +125,12 @@ def check_faults(
             raise ConfigError(
                 f"{where}: node {fault.node} runs clients (host.client_nodes = {client_nodes}); "
                 f"crash a node above {client_nodes}, or set host.client_nodes lower"
+            )
+        last = fault.end_s if math.isfinite(fault.end_s) else fault.start_s
+        if last > HORIZON_S:
+            raise ConfigError(
+                f"{where}: reaches {last:g} s; faults must end within {HORIZON_S:g} s "
+                "(about three years), where the simulated clock still tells microseconds apart"
             )
         if run_s is not None and fault.start_s >= run_s:
             raise ConfigError(
