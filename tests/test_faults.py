@@ -199,3 +199,8 @@ def test_faults_are_what_ifs_in_sweep_and_compare(tmp_path):
     code, text, err = invoke("compare", "failover", "colocate", "--replications", "2")
     assert code == 0, err
     assert text.count("after the faults: recovery") == 2
+
+
+def test_a_bucket_narrower_than_10_ms_is_one_error():
+    with pytest.raises(ConfigError, match="recovery.bucket_ms: must be >= 10 ms, got 0.001 ms"):
+        scenario("recovery.bucket_ms=0.001")

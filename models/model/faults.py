@@ -42,6 +42,18 @@ def _percent(value: float) -> str | None:
     return None if 0 <= value < 100 else f"must be >= 0 and < 100, got {value}"
 
 
+def _bucket(value: float) -> str | None:
+    return (
+        None
+        if value >= MIN_BUCKET_S
+        else f"must be >= {MIN_BUCKET_S * 1000:g} ms, got {value * 1000:g} ms"
+    )
+
+
+MIN_BUCKET_S = 0.01
+"""The narrowest bucket: finer tells nothing a p95 can, and a run's buckets must fit in memory."""
+
+
 def _node(value: int | None) -> str | None:
     return None if value is None or value >= 1 else f"must be >= 1 (the first node), got {value}"
 
@@ -152,7 +164,7 @@ def check_faults(
 class Recovery:
     """`[recovery]`: how results over time are cut and judged in a run with faults."""
 
-    bucket_s: float = field(default=1.0, metadata={"check": _positive})
+    bucket_s: float = field(default=1.0, metadata={"check": _bucket})
     """The width of a bucket of time."""
     slo_s: float | None = field(default=None, metadata={"check": _positive})
     """The p95 latency the recovery time waits for; unset: twice the p95 before the first
@@ -207,9 +219,9 @@ def buckets(runs: list[Run], width_s: float, until_s: float, per: int = 1) -> li
                 else:
                     completed[e] += 1
     out = []
+    backlog = 0  # started by the bucket's end and not ended before it, a running sum
     for k in range(count):
-        edge = (k + 1) * width_s
-        backlog = sum(1 for s, e, _ in runs if s < edge and (e is None or e >= edge))
+        backlog += started[k] - completed[k] - failed[k]
         values = latencies[k]
         out.append(
             Bucket(
