@@ -10,8 +10,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 # Linux's minimum TCP retransmission timeout (TCP_RTO_MIN, include/net/tcp.h): a lost segment of
-# an established connection with a short RTT is resent after 200 ms, then 400, 800...
+# an established connection with a short RTT is resent after 200 ms, then 400, 800... up to
+# TCP_RTO_MAX, 120 s, and after tcp_retries2 (15) retransmissions Linux gives up on the
+# connection. Not modelled: that reset; a message lost that often arrives after the 15th.
 TCP_RTO_MIN_S = 0.2
+TCP_RTO_MAX_S = 120.0
+TCP_RETRIES2 = 15
 
 
 class Outages:
@@ -69,9 +73,11 @@ class LinkFaults:
                     return t + one_way + w.added_s / 2.0
                 if w.loss:
                     rto = TCP_RTO_MIN_S
-                    while self.uniform() < w.loss:
+                    for _ in range(TCP_RETRIES2):
+                        if self.uniform() >= w.loss:
+                            break
                         t += rto
-                        rto *= 2.0
+                        rto = min(rto * 2.0, TCP_RTO_MAX_S)
                     return t + one_way
                 return w.end_s + one_way  # held until the link is back
         return t + one_way

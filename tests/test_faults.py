@@ -204,3 +204,11 @@ def test_faults_are_what_ifs_in_sweep_and_compare(tmp_path):
 def test_a_bucket_narrower_than_10_ms_is_one_error():
     with pytest.raises(ConfigError, match="recovery.bucket_ms: must be >= 10 ms, got 0.001 ms"):
         scenario("recovery.bucket_ms=0.001")
+
+
+def test_a_lost_message_waits_linux_s_capped_retransmissions():
+    """RTO 200 ms doubling to Linux's 120 s cap, 15 retransmissions at most (tcp_retries2):
+    a link that loses everything delays a message 804.6 s, not forever."""
+    link = LinkFaults([LinkWindow(0, 10, loss=0.999)], lambda: 0.0)
+    doubling = sum(0.2 * 2**i for i in range(10))  # 0.2 ... 102.4 s
+    assert link.cross(1.0, 0.01) == pytest.approx(1.0 + doubling + 5 * 120.0 + 0.01)

@@ -138,7 +138,7 @@ def check_faults(
                 f"{where}: node {fault.node} runs clients (host.client_nodes = {client_nodes}); "
                 f"crash a node above {client_nodes}, or set host.client_nodes lower"
             )
-        last = fault.end_s if math.isfinite(fault.end_s) else fault.start_s
+        last = (fault.end_s if math.isfinite(fault.end_s) else fault.start_s) + (fault.added_s or 0)
         if last > HORIZON_S:
             raise ConfigError(
                 f"{where}: reaches {last:g} s; faults must end within {HORIZON_S:g} s "
