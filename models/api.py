@@ -201,14 +201,18 @@ def validate(
     trace: str | Path,
     *,
     base: str | Path | None = None,
+    overrides: Mapping[str, object] | None = None,
     replications: int = 10,
     infer_rtt: bool = False,
 ) -> Rows:
-    """The model against one real trace: what `durosim validate --json` prints for it."""
+    """The model against one real trace: what `durosim validate --json` prints for it.
+    `overrides` change scenario values after the trace's own conditions (`--set`)."""
     from durosim.evidence.trace_format import read_trace
+    from durosim.evidence.validate import Base
     from durosim.evidence.validate import compare as compare_trace
 
-    result = compare_trace(read_trace(trace), base, replications, None, infer_rtt).as_json()
+    under = Base(base, tuple(_overrides(overrides))) if overrides else base
+    result = compare_trace(read_trace(trace), under, replications, None, infer_rtt).as_json()
     rows = [
         {"metric": m, "measured": v, "predicted": result["predicted"].get(m),
          "error_pct": result["errors_pct"].get(m)}

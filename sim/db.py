@@ -68,7 +68,9 @@ class Statement:
     begin: Callable[[float], tuple[str, float]] | None = None
     extra_round_trips: int = 0
     admitted: Callable[[float], None] | None = None
-    """Told when the statement will finish at the server, as soon as it is queued there."""
+    """Told when the statement will finish at the server: as soon as it is queued there, or, on
+    a server whose cores are shared (its finish depends on what arrives later), when it has
+    finished."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,6 +207,7 @@ class DbClient:
             back = exchange / 2.0
         at_server = env._now
         overhead = self.call_overhead_s
+        server = self.server
         results = []
         for statement in statements:
             arrived = env._now
@@ -213,13 +216,24 @@ class DbClient:
                 cost_key, not_before = statement.name, arrived
             else:
                 cost_key, not_before = statement.begin(arrived)
-            finish = self.server.admit(cost_key, arrived)
-            if not_before > finish:
-                finish = not_before
+            if server.shared:
+                # its work, sharing the cores; then any lock wait its model reports (a lock
+                # granted before the work is done costs nothing more)
+                done = server.submit(cost_key)
+                if done is not None:
+                    yield done
+                finish = env._now
+                if not_before > finish:
+                    yield env.timeout(not_before - finish)
+                    finish = not_before
+            else:
+                finish = server.admit(cost_key, arrived)
+                if not_before > finish:
+                    finish = not_before
             if statement.admitted is not None:
                 statement.admitted(finish)
-            if finish > arrived:
-                yield env.timeout(finish - arrived)
+            if finish > env._now:
+                yield env.timeout(finish - env._now)
             reply = finish + back if cross is None else cross(finish, back)
             result = commit(
                 _times(CallTimes, (start, acquired, at_server, finish, reply, reply + overhead))

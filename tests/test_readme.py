@@ -102,6 +102,13 @@ def test_the_validation_tables_are_what_validate_writes_today(tmp_path, monkeypa
     runner.invoke(
         main, ["validate", "traces/published", "--infer", "rtt", "--report", str(published)]
     )
+    shared = tmp_path / "shared.md"
+    runner.invoke(
+        main,
+        ["validate", "traces/recorded/dbload", "--set", "database.scheduling=shared",
+         "--report", str(shared)],
+    )  # fmt: skip
+    assert shared.read_text() == (ROOT / "docs/validation-dbload-shared.md").read_text()
     real_text, published_text = real.read_text(), published.read_text()
     assert real_text == (ROOT / "docs/validation-real.md").read_text()
     assert published_text == (ROOT / "docs/validation-published.md").read_text()

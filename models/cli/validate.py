@@ -63,6 +63,14 @@ def _trace_paths(paths: tuple[str, ...]) -> list[Path]:
     "trace's runtime).",
 )
 @click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Change one scenario value for every trace, after the trace's own conditions, e.g. "
+    "--set database.scheduling=shared (repeatable).",
+)
+@click.option(
     "--replications",
     type=click.IntRange(min=1),
     default=10,
@@ -100,13 +108,16 @@ def _trace_paths(paths: tuple[str, ...]) -> list[Path]:
     is_flag=True,
     help="Validate traces whose replay is far beyond the ordinary (refused without it).",
 )
-def validate(traces, base, replications, tolerances, infer, as_json, report, plot, large):
+def validate(
+    traces, base, overrides, replications, tolerances, infer, as_json, report, plot, large
+):
     """Simulate the workload each TRACE (durosim-trace/1 file, or a folder of them) records and
     compare predicted with measured. Exits 1 when a metric is outside its tolerance."""
     from durosim.evidence.faults import UNITS as FAULT_UNITS
     from durosim.evidence.validate import (
         FAILED_FACTOR,
         SERVER_BUSY,
+        Base,
         compare,
         cross_checks,
         failed_ok,
@@ -116,6 +127,8 @@ def validate(traces, base, replications, tolerances, infer, as_json, report, plo
     from durosim.experiments.size import check_size
 
     limits = _parse_tolerances(tolerances)
+    if overrides:
+        base = Base(base, tuple(overrides))
     paths = _trace_paths(traces)
     if not paths:
         raise InputError(f"no .jsonl traces found in {', '.join(traces)}")
@@ -144,7 +157,7 @@ def validate(traces, base, replications, tolerances, infer, as_json, report, plo
         if infer == "rtt":
             stated = [compare(t, base, replications, limits) for t in loaded if t.summaries]
             cross = cross_checks(results, loaded, base, replications)
-        write_text(report, markdown(results, stated, cross))
+        write_text(report, markdown(results, stated, cross, tuple(overrides)))
     if plot:
         from durosim.plots.validation import latency_cdfs
 

@@ -88,12 +88,24 @@ class Comparison:
         return json_safe(out)
 
 
-def base_table(runtime: str, base: str | Path | None) -> dict:
+@dataclass(frozen=True, slots=True)
+class Base:
+    """What a trace's conditions are laid over: a scenario file or shipped name (None: the
+    shipped one for the trace's runtime), and `KEY=VALUE` overrides applied after the trace's
+    own conditions (to ask, say, how the model does with a server whose cores are shared)."""
+
+    scenario: str | Path | None = None
+    sets: tuple[str, ...] = ()
+
+
+def base_table(runtime: str, base: str | Path | Base | None) -> dict:
+    if isinstance(base, Base):
+        base = base.scenario
     return read_table(base if base is not None else shipped()[BASES[runtime]])
 
 
 def scenario_for(
-    trace: Trace, base: str | Path | None = None, rtt_ms: float | None = None
+    trace: Trace, base: str | Path | Base | None = None, rtt_ms: float | None = None
 ) -> Scenario:
     conditions = trace.conditions
     runtime = conditions.get("runtime", "duroxide-0.2")
@@ -126,6 +138,12 @@ def scenario_for(
     ):
         # the recorded mix, orchestration by orchestration, not a fresh draw
         overrides.append(f"workload.workflow_trace={toml_value(str(Path(trace.path).resolve()))}")
+    if isinstance(base, Base):
+        try:
+            load_table(table, base.sets)  # a bad --set is the user's, not the trace's
+        except ConfigError as err:
+            raise ConfigError(f"--set: {err}") from None
+        overrides += base.sets
     try:
         return load_table(table, overrides)
     except ConfigError as err:

@@ -80,8 +80,12 @@ def markdown(
     comparisons: list[Comparison],
     stated: list[Comparison] | None = None,
     cross: list[CrossCheck] | None = None,
+    sets: tuple[str, ...] = (),
 ) -> str:
     lines: list[str] = []
+    if sets:
+        changed = ", ".join(f"`{s}`" for s in sets)
+        lines += [f"The model with, for every trace: {changed} (`validate --set`).", ""]
     orchestration = [c for c in comparisons if "mean_ms" in c.measured]
     summary = [c for c in comparisons if "completed" in c.measured]
     if orchestration:

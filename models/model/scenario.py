@@ -105,6 +105,15 @@ def _workflow_trace(path: str) -> str | None:
     return None
 
 
+SCHEDULING = ("fcfs", "shared")
+
+
+def _scheduling(value: str) -> str | None:
+    if value in SCHEDULING:
+        return None
+    return f"must be one of {', '.join(SCHEDULING)}, got {value!r}"
+
+
 def _known_costs(value: dict) -> str | None:
     unknown = sorted(set(value) - set(COST_KEYS))
     if unknown:
@@ -123,6 +132,11 @@ class Network:
 class Database:
     cores: int = field(default=4, metadata={"check": _at_least_one})
     cost: dict[str, Dist] = field(default_factory=_default_cost, metadata={"check": _known_costs})
+    scheduling: str = field(default="fcfs", metadata={"check": _scheduling})
+    """How the cores are shared among the statements on the server: "fcfs", first come, first
+    served (a statement waits for a free core, then has it alone), or "shared", every statement
+    progresses at once at min(1, cores/n) of a core, as Linux shares a CPU among runnable
+    backends (on a saturated core a long statement is stretched while short ones pass)."""
     max_connections: int = field(default=100, metadata={"check": _at_least_one})
     """PostgreSQL's `max_connections` (default 100): a hard limit on all pools together; a pool
     that cannot open a connection waits for one of its own (sqlx would see an error and duroxide

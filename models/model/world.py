@@ -26,7 +26,7 @@ from durosim.sim.kernel import Environment
 from durosim.sim.network import Link
 from durosim.sim.pool import ConnectionLimit, Pool
 from durosim.sim.rng import Streams
-from durosim.sim.server import DbServer
+from durosim.sim.server import DbServer, SharedServer
 
 
 @dataclass(slots=True)
@@ -271,7 +271,11 @@ def simulate(
     profile = scenario.profile
     design = scenario.design
     options = scenario.runtime_options
-    server = DbServer(scenario.database.cores, scenario.database.cost, streams["database.cost"])
+    database = scenario.database
+    if database.scheduling == "shared":
+        server = SharedServer(env, database.cores, database.cost, streams["database.cost"])
+    else:
+        server = DbServer(database.cores, database.cost, streams["database.cost"])
     limit = ConnectionLimit(scenario.database.max_connections)
     behaviour = PoolBehaviour(
         # pipelining sends the ping with the statement: it costs no round trip of its own
