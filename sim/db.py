@@ -217,19 +217,15 @@ class DbClient:
             else:
                 cost_key, not_before = statement.begin(arrived)
             if server.shared:
-                # its work, sharing the cores; then any lock wait its model reports (a lock
-                # granted before the work is done costs nothing more)
+                # its work, sharing the cores (its end is known only when it comes)
                 done = server.submit(cost_key)
                 if done is not None:
                     yield done
                 finish = env._now
-                if not_before > finish:
-                    yield env.timeout(not_before - finish)
-                    finish = not_before
             else:
                 finish = server.admit(cost_key, arrived)
-                if not_before > finish:
-                    finish = not_before
+            if not_before > finish:
+                finish = not_before  # a lock its model reports is granted later still
             if statement.admitted is not None:
                 statement.admitted(finish)
             if finish > env._now:

@@ -114,8 +114,9 @@ class SharedServer(DbServer):
         self._since = now
 
     def _arm(self) -> None:
-        """Make sure a timer fires no later than the next statement's end. A timer set for
-        later is left to fire early and find nothing done (cheaper than one per arrival)."""
+        """Make sure a timer fires no later than the next statement's end. When the live
+        timer fires sooner than that (an arrival slowed everyone down), it is kept: it fires,
+        finds nothing done and sets the next one, which is cheaper than a timer per arrival."""
         running = self._running
         if not running:
             return
