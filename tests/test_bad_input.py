@@ -3,6 +3,7 @@ what-ifs and the commands' numeric options refuse nan and infinity with one line
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -340,3 +341,26 @@ def test_a_bad_numeric_option_is_one_line_and_writes_nothing(option, value, tmp_
         lines = result.output.strip().splitlines()
         assert "Traceback" not in result.output and 1 <= len(lines) <= 2, result.output
         assert lines[0].startswith(("durosim: error:", "Error:", "Usage:"))
+
+
+DBLOAD = str(Path(__file__).parent.parent / "traces/recorded/dbload")
+
+
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        ("database.scheduling=lifo", "--set: database.scheduling: must be one of fcfs, shared"),
+        ("database.scheduling=nan", "--set: database.scheduling: expected a string, got nan"),
+        ("database.nope=1", "--set: unknown key 'database.nope'"),
+        ("oops", "--set 'oops': expected KEY=VALUE"),
+    ],
+)
+def test_a_bad_validate_set_is_one_line_and_writes_nothing(value, message, tmp_path):
+    report = tmp_path / "report.md"
+    report.write_text("old\n")
+    result = CliRunner().invoke(main, ["validate", DBLOAD, "--set", value, "--report", str(report)])
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("durosim: error: --set") and message in lines[0]
+    assert "--set: --set" not in lines[0]  # named once
+    assert report.read_text() == "old\n"

@@ -142,7 +142,10 @@ def scenario_for(
         try:
             load_table(table, base.sets)  # a bad --set is the user's, not the trace's
         except ConfigError as err:
-            raise ConfigError(f"--set: {err}") from None
+            message = str(err)  # a malformed --set names itself already
+            raise ConfigError(
+                message if message.startswith("--set") else f"--set: {message}"
+            ) from None
         overrides += base.sets
     try:
         return load_table(table, overrides)
