@@ -42,7 +42,7 @@ class Instance:
     __slots__ = (
         "name", "number", "started", "pending", "locked", "claimed_by", "unlocked_at",
         "unlock_path", "program", "execution", "parent", "done_at", "done_path", "done_event",
-        "turns", "measured", "top", "failed", "advisory_free_at", "replay", "taken",
+        "turns", "measured", "_top", "failed", "advisory_free_at", "replay", "taken",
     )  # fmt: skip
 
     def __init__(
@@ -74,15 +74,21 @@ class Instance:
         self.execution: Execution | None = None
         self.parent = parent
         """A sub-orchestration's parent, and the parent's thread that waits for it."""
-        self.top: Instance = self if parent is None else parent[0].top
+        self._top: Instance | None = None if parent is None else parent[0].top
         self.failed = False
         """It completed with a failure (an activity out of attempts, or a failed child)."""
-        """The instance the client started (its turns count those of its children)."""
         self.done_at: float | None = None
         self.done_path: Path | None = None
         self.done_event: simpy.Event | None = None
         self.turns = 0
         self.measured = measured
+
+    @property
+    def top(self) -> Instance:
+        """The instance the client started (its turns count those of its children). Not kept
+        on a top-level instance itself: a reference to itself would make every instance a
+        cycle, which only the garbage collector frees."""
+        return self if self._top is None else self._top
 
 
 class WorkItem:
