@@ -27,7 +27,7 @@ import simpy
 
 from durosim.sim.faults import LinkFaults, Outages
 from durosim.sim.network import Link
-from durosim.sim.pool import REFUSED, Pool
+from durosim.sim.pool import REFUSED, TIMED_OUT, Pool
 from durosim.sim.server import DbServer
 
 
@@ -96,8 +96,9 @@ class PoolBehaviour:
     connect_round_trips: int = 3
     prepare_round_trip: bool = True
     acquire_timeout_s: float = 30.0
-    """sqlx's acquire deadline (duroxide-pg sets 30 s): a caller the server refuses a
-    connection holds its permit until then and gets `PoolTimedOut`."""
+    """sqlx's acquire deadline (duroxide-pg sets 30 s): a caller still waiting for a permit
+    then, or the server refuses a connection until then (holding its permit), gets
+    `PoolTimedOut`."""
 
 
 class PoolTimedOut(Exception):
@@ -172,7 +173,9 @@ class DbClient:
         start = env._now
         taken = pool.try_take()
         if taken is None:
-            connection, fresh = yield from pool.acquire(caller)
+            connection, fresh = yield from pool.acquire(caller, behaviour.acquire_timeout_s)
+            if connection is TIMED_OUT:
+                raise PoolTimedOut()  # no permit by the acquire deadline: none is held
         else:
             connection, fresh = taken
         acquired = env._now

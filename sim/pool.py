@@ -14,7 +14,10 @@ again, backing off from 10 ms, until the acquire deadline (sqlx-core 0.8.6 `pool
 `acquire`, `connect`; `sqlx-postgres/src/error.rs` `is_transient_in_connect_phase`): `try_take`
 and `acquire` then hand out `REFUSED` instead of a connection, the caller holds the permit to its
 deadline and gives it back (`give_back`). Nothing here closes a connection, so once the server is
-full a refused pool stays refused. A caller waiting for a permit waits without a deadline.
+full a refused pool stays refused. A caller waiting for a permit waits at most until its acquire
+deadline too (`acquire(caller, timeout_s)`): sqlx's `acquire` runs under
+`rt::timeout(acquire_timeout, ...)` from the permit on, and a caller still queued then leaves the
+queue with `PoolTimedOut` (sqlx-core 0.8.6 `pool/inner.rs` `acquire`).
 
 Releases after a delay (`release_later`: the ping sqlx sends on release, which keeps the
 connection busy for one more round trip) take no simulation event of their own while no caller
@@ -53,6 +56,16 @@ class _Refused:
 
 REFUSED = _Refused()
 _REFUSED_TAKE = (REFUSED, True)
+
+
+class _TimedOut:
+    """No permit by the acquire deadline: the caller left the queue without one."""
+
+    number = -1
+
+
+TIMED_OUT = _TimedOut()
+_TIMED_OUT_TAKE = (TIMED_OUT, False)
 
 
 class ConnectionLimit:
@@ -95,6 +108,8 @@ class Pool:
         self.measured_from = 0.0
         self.refused = 0
         """Permits handed out without a connection because the server was full."""
+        self.timed_out = 0
+        """Callers that left the queue at their acquire deadline without a permit."""
         self._releasing: list[tuple[float, int, int, Connection]] = []
         """Releases not applied yet, as a heap: each at its place in the event order."""
         env.defer(self._schedule_releases)
@@ -143,23 +158,39 @@ class Pool:
         self._in_use -= 1
         self._occupancy.set(self.env._now, self._in_use)
 
-    def acquire(self, caller: str = ""):
-        """Generator: wait for a permit; return (connection, newly_opened). `caller` names who
+    def acquire(self, caller: str = "", timeout_s: float | None = None):
+        """Generator: wait for a permit; return (connection, newly_opened), or (TIMED_OUT,
+        False) when none came within `timeout_s` (None: wait for ever). `caller` names who
         asks, for the waiting time by caller."""
         taken = self.try_take()
         if taken is not None:
             return taken
-        ready = self.env.event()
-        self.waiters.append((ready, caller))
+        env = self.env
+        ready = env.event()
+        waiter = (ready, caller)
+        self.waiters.append(waiter)
         self._schedule_releases()  # one of them will serve this caller: it needs their events
         level = self.queue_by_caller.get(caller)
         if level is None:
             level = self.queue_by_caller[caller] = Level(0.0, self.measured_from)
-        level.set(self.env._now, level.value + 1)
+        level.set(env._now, level.value + 1)
+        if timeout_s is not None:
+            env.timeout(timeout_s).callbacks.append(lambda _event: self._expire(waiter))
         got = yield ready
         if type(got) is tuple:  # from give_back: a new connection, or refused again
             return got
         return got, False
+
+    def _expire(self, waiter: tuple[simpy.Event, str]) -> None:
+        """A waiter's acquire deadline: if it is still queued, it leaves without a permit."""
+        ready, caller = waiter
+        if ready.triggered:
+            return  # served in time
+        self.waiters.remove(waiter)
+        level = self.queue_by_caller[caller]
+        level.set(self.env._now, level.value - 1)
+        self.timed_out += 1
+        ready.succeed(_TIMED_OUT_TAKE)
 
     def reset(self, now: float) -> None:
         """Start averaging occupancy and queue afresh from `now` (after a warm-up)."""

@@ -275,3 +275,35 @@ def test_server_cores_serve_statements_first_come_first_served():
 
 def test_unknown_operation_costs_nothing_on_the_server():
     assert DbServer(1, {}).admit("other", 1.0) == 1.0
+
+
+def test_a_caller_still_waiting_for_a_permit_at_its_acquire_deadline_times_out():
+    # sqlx's acquire runs under its timeout from the permit on: a queued caller leaves then
+    env, pool, client = make(size=1, cost=5.0, acquire_timeout_s=2.0)
+    outcomes = []
+
+    def call(name, delay):
+        yield env.timeout(delay)
+        try:
+            yield from client.call(Statement("q", lambda t: None), caller=name)
+            outcomes.append((name, "ran", round(env.now, 9)))
+        except PoolTimedOut:
+            outcomes.append((name, "timed out", round(env.now, 9)))
+
+    for name, delay in (("a", 0.0), ("b", 0.1), ("c", 3.0), ("d", 4.0)):
+        env.process(call(name, delay))
+    env.run(until=2.2)
+    # b left the queue at its deadline without a permit; a still holds the only one
+    assert outcomes == [("b", "timed out", 2.1)]
+    assert pool.in_use == 1 and pool.timed_out == 1 and not pool.waiters
+    env.run()
+    # a frees its connection at 5 s + 3 RTT (its ping on release included): too late for c
+    # (deadline 5.0), in time for d (6.0), which gets it though c came first
+    assert outcomes == [
+        ("b", "timed out", 2.1),
+        ("c", "timed out", 5.0),
+        ("a", "ran", round(5.0 + 2 * R, 9)),
+        ("d", "ran", round(5.0 + 3 * R + 5.0 + 2 * R, 9)),
+    ]
+    assert pool.timed_out == 2 and pool.in_use == 0
+    assert all(level.value == 0 for level in pool.queue_by_caller.values())
