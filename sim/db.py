@@ -4,7 +4,10 @@ a pooled connection, with the pool's own round trips around it.
 One call, as sqlx 0.8 runs it (and duroxide-pg makes one per provider method):
 1. take a pool permit (FIFO); an idle connection is pinged first (`test_before_acquire`, on by
    default: one round trip the caller waits for); a new connection is opened instead
-   (`connect_round_trips`: TCP, SSLRequest, startup with trust auth) and not pinged;
+   (`connect_round_trips`: TCP, SSLRequest, startup with trust auth, the startup costing the
+   server the backend it forks: `connect`) and not pinged; one the server refuses at
+   max_connections is retried until the acquire deadline, each attempt a backend forked and
+   refused (`connect_refused`);
 2. the first time a statement runs on a connection, Parse/Describe costs one more round trip;
 3. the statement: half an RTT out, the server's queue and service (plus any lock wait the
    statement's model reports), half an RTT back; the statement's effect applies at commit;
@@ -119,6 +122,10 @@ class NodeDown(Exception):
 # acquire deadline when it began (sqlx-core 0.8.6 `pool/inner.rs` `connect`).
 CONNECT_BACKOFF_S = 0.01
 CONNECT_BACKOFF_SHARE = 0.2
+CONNECT_COSTS = ("connect", "connect_refused")
+"""The server's cost keys of a connection: one opened (the postmaster forks a backend, which
+authenticates and initialises), and one refused at max_connections (the forked backend starts,
+finds no slot and exits with 53300)."""
 
 
 class DbClient:
@@ -148,6 +155,11 @@ class DbClient:
         self.faulted = outages is not None or link_faults is not None or may_crash
         self.dead = False
         """The node crashed: every call from now on raises NodeDown."""
+        self.connect_costs = any(
+            key in server.cost and server.cost[key].mean > 0 for key in CONNECT_COSTS
+        )
+        """Opening a connection (or being refused one) costs the server's CPU: a connect's
+        startup packet is served there (`_connect`, `_refused_until`)."""
         self.may_crash = may_crash
         """The node crashes in this run: a call checks, as its statement leaves, that the node
         is still there (a statement already sent runs and commits; one not yet sent is lost)."""
@@ -182,8 +194,10 @@ class DbClient:
         if connection is REFUSED:
             # sqlx retries the refused connect until the acquire deadline, holding the permit
             deadline = start + behaviour.acquire_timeout_s
-            if deadline > acquired:
-                yield env.timeout(deadline - acquired)
+            if self.connect_costs and not self.faulted:
+                yield from self._refused_until(deadline)
+            if deadline > env._now:
+                yield env.timeout(deadline - env._now)
             pool.give_back()
             raise PoolTimedOut()
         if self.faulted:
@@ -193,7 +207,10 @@ class DbClient:
             cross = None
             before = 0.0
             if fresh:
-                before += behaviour.connect_round_trips * rtt()
+                if self.connect_costs:
+                    yield from self._connect()
+                else:
+                    before += behaviour.connect_round_trips * rtt()
             elif behaviour.ping_on_acquire:
                 before += rtt()
             prepared = connection.prepared
@@ -269,6 +286,56 @@ class DbClient:
             for result, committed in results
         ]
 
+    def _serve(self, cost_key: str):
+        """Generator: `cost_key`'s work at the server, from now (a core's time, queued as a
+        statement's is)."""
+        env = self.env
+        server = self.server
+        if server.shared:
+            done = server.submit(cost_key)
+            if done is not None:
+                yield done
+            return
+        finish = server.admit(cost_key, env._now)
+        if finish > env._now:
+            yield env.timeout(finish - env._now)
+
+    def _connect(self):
+        """Generator: open a connection on a server that charges for it: the TCP handshake and
+        the SSLRequest, then the startup packet, on which the backend the postmaster forked
+        authenticates and initialises (`connect`, a core's time), then its answer. One RTT draw
+        for all, as without the charge."""
+        env = self.env
+        rtt = self.link.rtt()
+        half = rtt / 2.0
+        yield env.timeout((self.behaviour.connect_round_trips - 1) * rtt + half)
+        yield from self._serve("connect")
+        yield env.timeout(half)
+
+    def _refused_until(self, deadline: float):
+        """Generator: sqlx's connect loop against a server at max_connections, until the
+        acquire deadline: each attempt's startup packet costs the server a backend that starts
+        and is refused (`connect_refused`), its FATAL comes back, and sqlx sleeps from 10 ms,
+        doubling, capped at a fifth of the time left when the loop began (sqlx-core 0.8.6
+        `pool/inner.rs` `connect`). Returns at the deadline, or before it when no further
+        attempt fits."""
+        env = self.env
+        trips = self.behaviour.connect_round_trips
+        backoff = CONNECT_BACKOFF_S
+        cap = max(CONNECT_BACKOFF_S, (deadline - env._now) * CONNECT_BACKOFF_SHARE)
+        while True:
+            rtt = self.link.rtt()
+            arrive = env._now + (trips - 1) * rtt + rtt / 2.0
+            if arrive >= deadline:
+                return
+            yield env.timeout(arrive - env._now)
+            yield from self._serve("connect_refused")
+            retry = env._now + rtt / 2.0 + backoff
+            backoff = min(backoff * 2.0, cap)
+            if retry >= deadline:
+                return
+            yield env.timeout(retry - env._now)
+
     def _cross(self, t: float, one_way: float) -> float:
         """When a message sent at `t` arrives, `one_way` later but for the link's faults."""
         faults = self.link_faults
@@ -317,8 +384,17 @@ class DbClient:
                     yield env.timeout(max(0.0, deadline - env._now))
                     pool.release(connection)
                     raise PoolTimedOut()
-            for _ in range(behaviour.connect_round_trips):
-                t = round_trip(t)
+            if self.connect_costs:
+                # the startup packet is served at the server before its answer leaves
+                for _ in range(behaviour.connect_round_trips - 1):
+                    t = round_trip(t)
+                half = rtt() / 2.0
+                yield env.timeout(max(0.0, cross(t, half) - env._now))
+                yield from self._serve("connect")
+                t = cross(env._now, half)
+            else:
+                for _ in range(behaviour.connect_round_trips):
+                    t = round_trip(t)
             connection.epoch = outages.epoch(t) if outages is not None else 0
         elif behaviour.ping_on_acquire:
             t = round_trip(t)

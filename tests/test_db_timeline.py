@@ -307,3 +307,50 @@ def test_a_caller_still_waiting_for_a_permit_at_its_acquire_deadline_times_out()
     ]
     assert pool.timed_out == 2 and pool.in_use == 0
     assert all(level.value == 0 for level in pool.queue_by_caller.values())
+
+
+def test_opening_a_connection_costs_the_server_its_backend_startup():
+    # the startup packet reaches the server after 2.5 RTT; its backend takes `connect` of a
+    # core before the answer, which a statement already on the one core delays
+    def run(connect_s, busy_first):
+        env = Environment()
+        server = DbServer(1, {"q": Const(0.0), "long": Const(1.0), "connect": Const(connect_s)})
+        pool = Pool(env, 2, 0)
+        client = DbClient(
+            env, Link(Const(R)), pool, server, PoolBehaviour(prepare_round_trip=False)
+        )
+        ends = []
+        if busy_first:
+            server.admit("long", 0.0)  # the core is busy from 0 to 1 s
+        env.process(call_and_log(env, client, ends, "a"))
+        env.run()
+        return ends[0][1], server.busy_s
+
+    assert run(0.0, False) == (pytest.approx(4 * R), 0.0)
+    assert run(0.004, False) == (pytest.approx(4 * R + 0.004), pytest.approx(0.004))
+    # queued behind the long statement: the startup runs from 1 s
+    assert run(0.004, True)[0] == pytest.approx(1.0 + 0.004 + 0.5 * R + R)
+
+
+def test_each_refused_connect_attempt_costs_the_server_a_backend():
+    env = Environment()
+    limit = ConnectionLimit(1)
+    Pool(env, 10, 1, limit)  # another pool holds the server's only connection
+    pool = Pool(env, 2, 1, limit)
+    server = DbServer(1, {"q": Const(0.0), "connect_refused": Const(0.003)})
+    client = DbClient(
+        env, Link(Const(R)), pool, server,
+        PoolBehaviour(prepare_round_trip=False, acquire_timeout_s=2.0),
+    )  # fmt: skip
+    outcome = start_calls(env, client, (0.0,))
+    env.run()
+    # still a timeout at the deadline, the permit held to the end
+    assert outcome == [("timed out", 2.0)] and pool.in_use == 0
+    # attempts 3 RTT + 3 ms apart plus sqlx's back-off: 10, 20, 40, ... ms, capped at 0.4 s
+    starts, t, backoff = [], 0.0, 0.01
+    while t + 2.5 * R < 2.0:
+        starts.append(t)
+        t += 3 * R + 0.003 + backoff
+        backoff = min(2 * backoff, 0.4)
+    assert server.statements == len(starts) == 7
+    assert server.busy_s == pytest.approx(0.003 * len(starts))

@@ -29,12 +29,19 @@ OPERATIONS = (
     "fetch_history",
     "get_custom_status",
 )
-# Server-cost keys: the operations, and the empty fetches, which cost less.
+# Server-cost keys: the operations, the empty fetches, which cost less, and a connection.
 COST_KEYS = OPERATIONS + (
     "fetch_orchestration_item_empty",
     "fetch_work_item_empty",
     "orchestration_turn",  # a whole turn inside the database (the server_side_turns what-if)
+    "connect",  # a connection opened: a backend forked, authenticated and initialised
+    "connect_refused",  # a connection refused at max_connections: a backend forked and gone
 )
+# A connection's server CPU on PostgreSQL 15.18, one core, trust authentication
+# (`python -m durosim.lab.connect_cost 1000`, twice on this project's machine: 3.75 and 3.79 ms
+# opened, 2.75 and 2.88 ms refused; docs/reference/duroxide-runtime.md, "Connections").
+CONNECT_MS = 3.8
+CONNECT_REFUSED_MS = 2.8
 
 
 def _default_cost() -> dict[str, Dist]:
@@ -55,7 +62,12 @@ def _default_cost() -> dict[str, Dist]:
         # not measured: a fetch and an ack in one procedure
         "orchestration_turn": (3.0, 10.0),
     }
-    return {op: LogNormal(p50 / 1000.0, p99 / 1000.0) for op, (p50, p99) in p50_p99_ms.items()}
+    cost: dict[str, Dist] = {
+        op: LogNormal(p50 / 1000.0, p99 / 1000.0) for op, (p50, p99) in p50_p99_ms.items()
+    }
+    cost["connect"] = Const(CONNECT_MS / 1000.0)
+    cost["connect_refused"] = Const(CONNECT_REFUSED_MS / 1000.0)
+    return cost
 
 
 def _positive(value: float) -> str | None:
