@@ -23,12 +23,11 @@ PUBLISHED = TRACES / "published"
 KNOWN_GAPS = {
     "rtt0_f5_2x2_seq_poll10": "recorded on an idle machine: at loopback the per-call CPU costs "
     "(calibrated on the loaded lab machine) dominate, and the real calls were ~30% cheaper",
-    "rtt10_f5_2x2_seq": "p50 falls between two clusters 120 ms apart (client back-off); the model "
-    "puts slightly more runs in the upper one (mean within 2%)",
     "rtt20_f5_2x2_open2_act10": "near the knee the real median stays at its light-load value "
-    "(838 ms, 785 at 1/s) while the model's rises to ~990 ms (+18%); mean and p95 within 7%",
-    "rtt20_f5_2x2_open1.92_act10_cap": "at the capacity limit the model's p95 is 16% high (1991 "
-    "vs 1710 ms); mean, p50 and throughput within 6%",
+    "(838 ms, 785 at 1/s) while the model's rises to ~990 ms (+18%); mean and p95 within 8%",
+    "rtt20_f5_2x2_open2.5_act10": "near the knee, as open2: the model's median is 11% high, on "
+    "the edge (+9.5% before a connection cost the server its backend, +10.7% with 30 "
+    "replications); mean, p95 and throughput within 5%, failures within 4%",
     "rtt20_f5_2x2_open3_act10": "past the knee (148 orchestrations timed out, predicted 149) the "
     "model's median is 11-14% low (10.2% with fetches that skip a claimed instance at once, as "
     "before the advisory-lock wait was modelled); mean, p95 and throughput within 8%",
@@ -36,7 +35,7 @@ KNOWN_GAPS = {
 # The one-core series (`durosim record --db-cores 1 --nodes N`, poll 10 ms, loopback): the
 # server's CPU busy is predicted within 10 points at every size, the measured node's latency is
 # not (docs/validation-real.md, README "The database as the bottleneck").
-for _idle, _mean in ((0, 46), (1, 47), (2, 68), (4, 78), (8, 85), (16, 59)):
+for _idle, _mean in ((0, 45), (1, 46), (2, 68), (4, 78), (8, 85), (16, 59)):
     KNOWN_GAPS[f"rtt0_f5_2x2_seq_poll10_db1_idle{_idle:02d}"] = (
         f"{_idle} idle nodes beside the measured one, the server on one core: server CPU within "
         f"10 points, the mean latency ~{_mean}% low; on the saturated core a statement of a few "
@@ -51,7 +50,12 @@ KNOWN_GAPS["rtt20_f5_2x2_open2_act10_db8"] = (
 KNOWN_GAPS["rtt20_f5_2x2_open2_act10_nodes2_crash"] = (
     "at 2/s the node left after the crash runs at its capacity (1.94/s): the measured p95 stays "
     "near the objective for 25 s, the model's for 3 s (mean latency 26% low, the knee); the "
-    "crash at 0.7/s (open0.7_act200_nodes2_crash) is within tolerance"
+    "crash at 0.7/s (open0.7_act200_nodes2_crash) is on the edge of its tolerance"
+)
+KNOWN_GAPS["rtt20_f5_2x2_open0.7_act200_nodes2_crash"] = (
+    "a node crashes and its work waits out its 30 s locks: the mean latency is 10% high, on the "
+    "edge of its noise (+9.7% with 40 replications, +7.6% with 40 before a connection cost the "
+    "server its backend); p95 and throughput within 5%"
 )
 KNOWN_GAPS["rtt0_f5_2x2_seq_poll10_db1_idle08_waits"] = (
     "8 idle nodes, pg_stat_activity sampled: 9.9 orchestration fetches wait on the advisory lock "
