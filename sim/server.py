@@ -57,6 +57,12 @@ class DbServer:
     def utilisation(self, elapsed_s: float) -> float:
         return self.busy_s / (self.cores * elapsed_s) if elapsed_s > 0 else 0.0
 
+    def busy_until(self, now: float) -> float:
+        """Core-seconds of work done by `now`: what was admitted, less what is still queued or
+        running after `now` (a statement is admitted when it arrives, so each core is busy
+        without a gap from `now` to its next free time)."""
+        return self.busy_s - sum(free - now for free in self._free_at if free > now)
+
 
 class SharedServer(DbServer):
     """Cores shared among the statements running on them, as an operating system's scheduler
@@ -106,6 +112,12 @@ class SharedServer(DbServer):
         heapq.heappush(self._running, (self._attained + service, next(self._order), event))
         self._arm()
         return event
+
+    def busy_until(self, now: float) -> float:
+        """Core-seconds of work done by `now`: what was submitted, less what the statements on
+        the server still have to do."""
+        self._advance(now)
+        return self.busy_s - sum(tag - self._attained for tag, _, _ in self._running)
 
     def _advance(self, now: float) -> None:
         n = len(self._running)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import durosim
-from durosim.model.scenario import load_table
+from durosim.model.scenario import load, load_table, shipped
 from durosim.model.world import simulate
 from durosim.sim.config import ConfigError
 from durosim.sim.dist import Const
@@ -130,3 +130,41 @@ def test_shared_cores_reproduce_one_core_under_seventeen_nodes():
     shared = durosim.validate(IDLE16, overrides={"database.scheduling": "shared"}).to_dict()
     assert not fcfs["ok"] and fcfs["errors_pct"]["mean_ms"] < -25
     assert shared["ok"], shared["errors_pct"]
+
+
+def test_both_disciplines_count_only_the_work_done_by_now():
+    # three statements of 1 s on one core, all at 0: by 1.5 s, 1.5 s of work is done, whatever
+    # is queued or still running (counting it all made a saturated server over 100% busy)
+    from durosim.sim.server import DbServer
+
+    fcfs = DbServer(1, {"q": Const(1.0)})
+    for _ in range(3):
+        fcfs.admit("q", 0.0)
+    assert fcfs.busy_s == pytest.approx(3.0)
+    assert fcfs.busy_until(0.0) == pytest.approx(0.0)
+    assert fcfs.busy_until(1.5) == pytest.approx(1.5)
+    assert fcfs.busy_until(4.0) == pytest.approx(3.0)
+    env = Environment()
+    shared = SharedServer(env, 1, {"q": Const(1.0)})
+    for _ in range(3):
+        shared.submit("q")
+    env.run(until=1.5)
+    assert shared.busy_until(env.now) == pytest.approx(1.5)
+
+
+def test_a_saturated_server_is_at_most_fully_busy():
+    scenario = load(
+        shipped()["lab"],
+        [
+            "database.cores=1",
+            "host.nodes=12",
+            "runtime_options.dispatcher_poll_interval_ms=10",
+            "network.rtt_ms=0.5",
+            'workload.mode="closed"',
+            "workload.in_flight=4",
+            "workload.count=30",
+            "workload.warmup=2",
+        ],
+    )
+    utilisation = simulate(scenario, 0).server_utilisation
+    assert 0.95 < utilisation <= 1.0 + 1e-9

@@ -66,6 +66,8 @@ class Driver:
         self.measured_done = 0
         self.window_start_s: float | None = None
         self.window_end_s: float | None = None
+        self.on_window_end: Callable[[], None] | None = None
+        """Told whenever the measured window's end moves to now."""
         self.total_s: float | None = None
         self.completed = 0
         self.failed = 0
@@ -105,7 +107,7 @@ class Driver:
         self.active -= 1
         if measured and self.spec.mode == "open" and path is not None:
             # the window ends with the last measured completion, as a trace's measured span does
-            self.window_end_s = env.now
+            self._end_window()
         if path is not None and self.open_began is not None:
             if self.spec.warmup_s <= env.now - self.open_began <= self.spec.duration_s:
                 self.completed_in_window += 1
@@ -131,8 +133,13 @@ class Driver:
             if measured:
                 self.measured_done += 1
                 if self.measured_done == spec.count:
-                    self.window_end_s = self.env.now
+                    self._end_window()
                     self.log.measuring = False
+
+    def _end_window(self) -> None:
+        self.window_end_s = self.env.now
+        if self.on_window_end is not None:
+            self.on_window_end()
 
     def stress(self):
         env = self.env
@@ -155,7 +162,7 @@ class Driver:
             yield env.timeout(DRAIN_CHECK_S)
             checks += 1
         self.total_s = env.now - began
-        self.window_end_s = env.now
+        self._end_window()
         self.log.measuring = False
 
     def open(self):

@@ -351,6 +351,11 @@ def simulate(
         collector.runs = []
     at_start: dict[str, float] = {}
 
+    def measure_end() -> None:
+        at_end["server"] = server.busy_until(env.now)
+
+    at_end: dict[str, float] = {}
+
     def measure_start() -> None:
         for level in queues:
             level.reset(env.now)
@@ -358,7 +363,7 @@ def simulate(
             pool.reset(env.now)
         at_start.update(
             time=env.now,
-            server=server.busy_s,
+            server=server.busy_until(env.now),
             advisory=sum(r.provider.advisory_wait_s for r in runtimes),
             orchestrators=sum(d.busy_s for d in orchestrators),
             workers=sum(d.busy_s for d in workers),
@@ -370,6 +375,7 @@ def simulate(
         collector.done, measure_start, arrival_times(scenario, streams),
         programs, streams["workload.mix"], _sequence(scenario, programs),
     )  # fmt: skip
+    driver.on_window_end = measure_end
     finished = env.process(driver.run())
     stopped: list[float] = []
     if doomed is not None:
@@ -433,7 +439,10 @@ def simulate(
         pool_waiting_by_caller=_waiting_by_caller(pools, end),
         window_s=window,
         arrivals_per_s=arrivals_per_s,
-        server_utilisation=utilisation(server.busy_s - at_start.get("server", 0.0), server.cores),
+        server_utilisation=utilisation(
+            at_end.get("server", server.busy_until(env.now)) - at_start.get("server", 0.0),
+            server.cores,
+        ),
         events=env.events,
         records=records,
         orchestrator_queue_mean=queues[0].mean(end),
