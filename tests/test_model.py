@@ -209,7 +209,7 @@ def test_one_orchestration_has_the_critical_path_written_down():
          "host.call_overhead_ms=0", "workload.warmup=0", "workload.count=1", *costs],
     )  # fmt: skip
     r = simulate(s, 0)
-    assert r.latencies_s == [pytest.approx(3.115)]
+    assert list(r.latencies_s) == [pytest.approx(3.115)]
     assert r.breakdown_s["network"] == pytest.approx(0.180)  # 13 legs of the path
     assert r.breakdown_s["poll_wait"] == pytest.approx(0.985 + 0.965 + 0.985)
     assert r.breakdown_s["client_backoff"] == pytest.approx(0.0)

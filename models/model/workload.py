@@ -15,7 +15,7 @@ the measured window runs from the first measured start to the last measured end.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import simpy
@@ -42,7 +42,7 @@ class Driver:
         spec: Workload,
         on_done: Callable[[Instance, float, list[float] | None], None],
         on_measure_start: Callable[[], None],
-        arrivals_s: list[float] | None,
+        arrivals_s: Sequence[float] | None,
         programs: list[Program],
         mix: np.random.Generator,
         sequence: list[Program] | None = None,
