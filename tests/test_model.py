@@ -257,3 +257,36 @@ def test_a_fetch_arriving_after_the_commit_skips_the_locked_instance_at_once():
     at_server = {slot: round(t.commit_s - t.at_server_s, 6) for slot, (_, t) in got.items()}
     assert (got["orch-0"][0], got["orch-1"][0]) == (True, False)
     assert at_server == {"orch-0": 0.004, "orch-1": 0.001}
+
+
+def test_a_fetch_that_waited_for_a_claimed_instance_keeps_its_lock_until_it_commits():
+    # duroxide-0.2's fetch loops within one transaction: the second fetch waits for A's
+    # advisory lock, finds A claimed, claims B, and still holds A's lock (a transaction's)
+    # until it commits; so the third, queued on A behind it, passes only after that commit
+    # and not after the second's re-check
+    env = Environment()
+    costs = {"fetch_orchestration_item": 0.004, "fetch_orchestration_item_empty": 0.001}
+    server = DbServer(4, {op: Const(cost) for op, cost in costs.items()})
+    db = DbClient(
+        env, Link(Const(R)), Pool(env, 10, 10), server, PoolBehaviour(prepare_round_trip=False)
+    )
+    provider = PostgresProvider(env, db, CallLog(), "advisory", 1.0, 0.0)
+    for number, name in enumerate(("A", "B")):
+        instance = Instance(name, number, 0.0, True, ONE_ACTIVITY)
+        provider.orchestrator_queue.put(instance, "start", 0.0, {}, None)
+    got = {}
+
+    def fetch(slot, delay):
+        yield env.timeout(delay)
+        (item, times) = yield from provider.run(provider.fetch_orchestration_item(slot))
+        got[slot] = (None if item is None else item[0].name, times.commit_s)
+
+    for slot, delay in (("orch-0", 0.0), ("orch-1", 0.0005), ("orch-2", 0.001)):
+        env.process(fetch(slot, delay))
+    env.run()
+    first = 1.5 * R + 0.004  # A claimed and committed
+    second = first + 0.001 + 0.004  # waited for A, re-checked, then B's claim
+    assert got["orch-0"] == ("A", pytest.approx(first))
+    assert got["orch-1"] == ("B", pytest.approx(second))
+    # waited for A until the second's commit, re-checked, found nothing unclaimed
+    assert got["orch-2"] == (None, pytest.approx(second + 0.001))

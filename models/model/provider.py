@@ -322,7 +322,8 @@ class PostgresProvider:
                 if free > now:
                     self.advisory_wait_s += free - now
                 ready = (free if free > now else now) + recheck_s
-                target.advisory_free_at = ready
+                target.advisory_free_at = ready  # admitted() makes it this fetch's commit
+                claim.held = target
                 target = queue.oldest_visible(unclaimed=True)
                 if target is None:
                     return empty_key, ready
@@ -341,12 +342,16 @@ class PostgresProvider:
         return begin
 
     def _advisory_admitted(self, claim: Claim):
-        """The winner holds the instance's advisory lock until its commit."""
+        """A fetch holds the advisory locks it took until its transaction ends: the one on the
+        instance it claims, and the one it waited for before finding that instance claimed
+        (`pg_advisory_xact_lock` is a transaction's lock, and the loop of duroxide-pg's fetch
+        goes on to the next instance with it held: migrations 0017/0019). So the fetches
+        queued on one lock pass it one whole transaction at a time, not one re-check."""
 
         def admitted(finish: float) -> None:
-            instance = claim.instance
-            if instance is not None and finish > instance.advisory_free_at:
-                instance.advisory_free_at = finish
+            for instance in (claim.instance, claim.held):
+                if instance is not None and finish > instance.advisory_free_at:
+                    instance.advisory_free_at = finish
 
         return admitted
 

@@ -113,10 +113,13 @@ class WorkItem:
 class Claim:
     """An orchestration fetch's hold on an instance between its arrival and its commit."""
 
-    __slots__ = ("instance", "rows", "settled_at", "blocked_until")
+    __slots__ = ("instance", "held", "rows", "settled_at", "blocked_until")
 
     def __init__(self) -> None:
         self.instance: Instance | None = None
+        self.held: Instance | None = None
+        """An instance whose advisory lock the fetch waited for and found claimed: the lock
+        is the transaction's, so the fetch holds it until it commits."""
         self.rows = 1
         self.settled_at = 0.0
         self.blocked_until = 0.0
