@@ -212,3 +212,16 @@ def test_a_lost_message_waits_linux_s_capped_retransmissions():
     link = LinkFaults([LinkWindow(0, 10, loss=0.999)], lambda: 0.0)
     doubling = sum(0.2 * 2**i for i in range(10))  # 0.2 ... 102.4 s
     assert link.cross(1.0, 0.01) == pytest.approx(1.0 + doubling + 5 * 120.0 + 0.01)
+
+
+def test_a_restarted_nodes_slots_count_in_the_slots_busy():
+    # node 2 crashes at 5 s and a fresh node takes its place at 6 s: the replacement's
+    # activities count in the worker slots' busy time as the first node's did, so the
+    # utilisation stays near that of the same run without the crash
+    load = ["host.nodes=2", "host.client_nodes=1", "workload.activity_ms=300",
+            "workload.arrival_rate_per_s=0.7"]  # fmt: skip
+    plain = simulate(scenario(*load), 0).worker_slot_utilisation
+    restarted = simulate(
+        scenario(*load, 'faults=[{kind="node", node=2, start_s=5, duration_s=1}]'), 0
+    ).worker_slot_utilisation
+    assert restarted == pytest.approx(plain, rel=0.25)

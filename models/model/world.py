@@ -346,8 +346,14 @@ def simulate(
     for fault in faults:
         if fault.kind == "node":
             env.process(_crash(env, fault, live, runtimes, pools, start_node))
-    orchestrators = [slot for r in runtimes for slot in r.orchestrators]
-    workers = [slot for r in runtimes for slot in r.workers]
+    # the slots' busy time sums over every node that has run, a restarted node's replacement
+    # included; their utilisation is over the slots of the deployment (a node's at a time)
+    orchestration_slots = sum(len(r.orchestrators) for r in runtimes)
+    worker_slots = sum(len(r.workers) for r in runtimes)
+
+    def busy(kind: str) -> float:
+        return sum(d.busy_s for r in runtimes for d in getattr(r, kind))
+
     queues = (primary.orchestrator_queue.depth, primary.worker_queue.depth)
     collector = _Collector(keep_records, bool(scenario.workload.workflows), on_done)
     if faults:
@@ -368,8 +374,8 @@ def simulate(
             time=env.now,
             server=server.busy_until(env.now),
             advisory=sum(r.provider.advisory_wait_s for r in runtimes),
-            orchestrators=sum(d.busy_s for d in orchestrators),
-            workers=sum(d.busy_s for d in workers),
+            orchestrators=busy("orchestrators"),
+            workers=busy("workers"),
         )
 
     programs = _started_programs(scenario, streams, activity)
@@ -451,16 +457,15 @@ def simulate(
         orchestrator_queue_mean=queues[0].mean(end),
         worker_queue_mean=queues[1].mean(end),
         orchestration_slot_utilisation=min(1.0, utilisation(
-            sum(d.busy_s for d in orchestrators) - at_start.get("orchestrators", 0.0),
-            len(orchestrators))),
+            busy("orchestrators") - at_start.get("orchestrators", 0.0), orchestration_slots)),
         worker_slot_utilisation=min(1.0, utilisation(
-            sum(d.busy_s for d in workers) - at_start.get("workers", 0.0), len(workers))),
+            busy("workers") - at_start.get("workers", 0.0), worker_slots)),
         connections_open=limit.open,
         stopped_early_s=stopped[0] if stopped else None,
         pool_timed_out=sum(r.provider.timed_out for r in runtimes),
         advisory_waiting=utilisation(
             sum(r.provider.advisory_wait_s for r in runtimes) - at_start.get("advisory", 0.0), 1),
-        dispatcher_errors=sum(d.errors for d in orchestrators + workers),
+        dispatcher_errors=sum(d.errors for r in runtimes for d in r.orchestrators + r.workers),
         failed_statements=sum(r.provider.failed_statements for r in runtimes),
         activity_reruns=sum(r.provider.repeated for r in runtimes),
         orchestrations=collector.runs or [],
