@@ -29,10 +29,12 @@ connection exactly when it would have. The pool needs durosim's `Environment` fo
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from heapq import heappop, heappush
 
 import simpy
+from simpy.events import NORMAL
 
 from durosim.sim.kernel import Environment
 from durosim.sim.stats import Level
@@ -100,7 +102,10 @@ class Pool:
             self.opened += 1
         self.idle: deque[Connection] = deque(Connection(i) for i in range(self.opened))
         self._in_use = 0
-        self.waiters: deque[tuple[simpy.Event, str]] = deque()
+        self.waiters: deque[tuple[simpy.Event, str, float]] = deque()
+        """Callers waiting for a permit, first come first: (their event, who, their deadline)."""
+        self._expiry: simpy.Event | None = None
+        self._expiry_at = math.inf
         self._occupancy = Level()
         self.queue_by_caller: dict[str, Level] = {}
         """Callers waiting for a permit, by the caller `acquire` was given (their sum is the
@@ -167,30 +172,46 @@ class Pool:
             return taken
         env = self.env
         ready = env.event()
-        waiter = (ready, caller)
-        self.waiters.append(waiter)
+        deadline = math.inf if timeout_s is None else env._now + timeout_s
+        self.waiters.append((ready, caller, deadline))
         self._schedule_releases()  # one of them will serve this caller: it needs their events
         level = self.queue_by_caller.get(caller)
         if level is None:
             level = self.queue_by_caller[caller] = Level(0.0, self.measured_from)
         level.set(env._now, level.value + 1)
-        if timeout_s is not None:
-            env.timeout(timeout_s).callbacks.append(lambda _event: self._expire(waiter))
+        if deadline < self._expiry_at:
+            self._arm_expiry(deadline)
         got = yield ready
         if type(got) is tuple:  # from give_back: a new connection, or refused again
             return got
         return got, False
 
-    def _expire(self, waiter: tuple[simpy.Event, str]) -> None:
-        """A waiter's acquire deadline: if it is still queued, it leaves without a permit."""
-        ready, caller = waiter
-        if ready.triggered:
-            return  # served in time
-        self.waiters.remove(waiter)
-        level = self.queue_by_caller[caller]
-        level.set(self.env._now, level.value - 1)
-        self.timed_out += 1
-        ready.succeed(_TIMED_OUT_TAKE)
+    def _arm_expiry(self, at: float) -> None:
+        """One timer per pool for the waiters' deadlines, at the earliest: a waiter served
+        before its deadline leaves it be, and when it fires it finds nothing due and is set
+        for the next (one event per deadline reached, not one per waiter)."""
+        self._expiry_at = at
+        self._expiry = timer = self.env.event_at((at, NORMAL, next(self.env._eid)))
+        timer.callbacks.append(self._expire_due)
+
+    def _expire_due(self, timer: simpy.Event) -> None:
+        """The waiters whose acquire deadline has come leave the queue without a permit."""
+        if timer is not self._expiry:
+            return  # superseded by an earlier deadline
+        self._expiry, self._expiry_at = None, math.inf
+        now = self.env._now
+        due = [waiter for waiter in self.waiters if waiter[2] <= now]
+        for waiter in due:
+            ready, caller, _ = waiter
+            self.waiters.remove(waiter)
+            level = self.queue_by_caller[caller]
+            level.set(now, level.value - 1)
+            self.timed_out += 1
+            ready.succeed(_TIMED_OUT_TAKE)
+        if self.waiters:
+            soonest = min(waiter[2] for waiter in self.waiters)
+            if soonest < math.inf:
+                self._arm_expiry(soonest)
 
     def reset(self, now: float) -> None:
         """Start averaging occupancy and queue afresh from `now` (after a warm-up)."""
@@ -219,7 +240,7 @@ class Pool:
 
     def _next_waiter(self) -> simpy.Event:
         """The longest waiting caller's event, taken off the queue."""
-        ready, caller = self.waiters.popleft()
+        ready, caller, _ = self.waiters.popleft()
         level = self.queue_by_caller[caller]
         level.set(self.env._now, level.value - 1)
         return ready
