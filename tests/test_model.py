@@ -215,18 +215,27 @@ def test_one_orchestration_has_the_critical_path_written_down():
     assert r.breakdown_s["client_backoff"] == pytest.approx(0.0)
 
 
-def two_fetches(second_delay_s: float) -> dict:
-    """Two orchestration fetches of duroxide-0.2 from two slots, the second `second_delay_s`
-    later, after one instance's start message: per slot, (found it, its CallTimes)."""
+def advisory_provider(cores: int, instances: tuple[str, ...]):
+    """duroxide-0.2's provider (fetches take the instance's advisory lock) on a server of
+    `cores` where a claiming fetch costs 4 ms and an empty one 1 ms, with a start message queued
+    for each of `instances`, oldest first: (env, provider)."""
     env = Environment()
     costs = {"fetch_orchestration_item": 0.004, "fetch_orchestration_item_empty": 0.001}
-    server = DbServer(1, {op: Const(cost) for op, cost in costs.items()})
+    server = DbServer(cores, {op: Const(cost) for op, cost in costs.items()})
     db = DbClient(
         env, Link(Const(R)), Pool(env, 10, 10), server, PoolBehaviour(prepare_round_trip=False)
     )
     provider = PostgresProvider(env, db, CallLog(), "advisory", 1.0, 0.0)
-    instance = Instance("i-1", 1, 0.0, True, ONE_ACTIVITY)
-    provider.orchestrator_queue.put(instance, "start", 0.0, {}, None)
+    for number, name in enumerate(instances, start=1):
+        instance = Instance(name, number, 0.0, True, ONE_ACTIVITY)
+        provider.orchestrator_queue.put(instance, "start", 0.0, {}, None)
+    return env, provider
+
+
+def two_fetches(second_delay_s: float) -> dict:
+    """Two orchestration fetches of duroxide-0.2 from two slots, the second `second_delay_s`
+    later, after one instance's start message: per slot, (found it, its CallTimes)."""
+    env, provider = advisory_provider(1, ("i-1",))
     got = {}
 
     def fetch(slot, delay):
@@ -264,16 +273,7 @@ def test_a_fetch_that_waited_for_a_claimed_instance_keeps_its_lock_until_it_comm
     # advisory lock, finds A claimed, claims B, and still holds A's lock (a transaction's)
     # until it commits; so the third, queued on A behind it, passes only after that commit
     # and not after the second's re-check
-    env = Environment()
-    costs = {"fetch_orchestration_item": 0.004, "fetch_orchestration_item_empty": 0.001}
-    server = DbServer(4, {op: Const(cost) for op, cost in costs.items()})
-    db = DbClient(
-        env, Link(Const(R)), Pool(env, 10, 10), server, PoolBehaviour(prepare_round_trip=False)
-    )
-    provider = PostgresProvider(env, db, CallLog(), "advisory", 1.0, 0.0)
-    for number, name in enumerate(("A", "B")):
-        instance = Instance(name, number, 0.0, True, ONE_ACTIVITY)
-        provider.orchestrator_queue.put(instance, "start", 0.0, {}, None)
+    env, provider = advisory_provider(4, ("A", "B"))
     got = {}
 
     def fetch(slot, delay):
