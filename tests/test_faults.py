@@ -225,3 +225,15 @@ def test_a_restarted_nodes_slots_count_in_the_slots_busy():
         scenario(*load, 'faults=[{kind="node", node=2, start_s=5, duration_s=1}]'), 0
     ).worker_slot_utilisation
     assert restarted == pytest.approx(plain, rel=0.25)
+
+
+def test_a_restarted_nodes_pool_counts_as_the_crashed_ones_place():
+    # the replacement's pool takes the crashed pool's place in the connections in use per
+    # node, averaged over the whole measured window, as the slots' busy time does
+    load = ["host.nodes=2", "host.client_nodes=1", "workload.activity_ms=300",
+            "workload.arrival_rate_per_s=0.7"]  # fmt: skip
+    plain = simulate(scenario(*load), 0).pool_in_use_mean
+    restarted = simulate(
+        scenario(*load, 'faults=[{kind="node", node=2, start_s=5, duration_s=1}]'), 0
+    ).pool_in_use_mean
+    assert restarted == pytest.approx(plain, rel=0.15)

@@ -294,10 +294,14 @@ def simulate(
     outages = _outages(faults)
     primary: PostgresProvider | None = None
 
+    at_start: dict[str, float] = {}  # what the counters said when the measured window began
+
     def start_node(node: int, rtt_stream: str) -> tuple[Pool, Runtime, Client]:
         """Node `node` (0 is the first): its link, pool, provider, slots and client."""
         link = Link(scenario.network.rtt, streams[rtt_stream])
         pool = Pool(env, scenario.pool.size, scenario.pool.min_connections, limit)
+        if at_start:  # a node started in the measured window (a restart) averages over it all
+            pool.reset(at_start["time"])
         crashes = any(f.kind == "node" and f.node == node + 1 for f in faults)
         db = DbClient(
             env, link, pool, server, behaviour, scenario.call_overhead_s,
@@ -358,7 +362,6 @@ def simulate(
     collector = _Collector(keep_records, bool(scenario.workload.workflows), on_done)
     if faults:
         collector.runs = []
-    at_start: dict[str, float] = {}
 
     def measure_end() -> None:
         at_end["server"] = server.busy_until(env.now)
@@ -443,7 +446,8 @@ def simulate(
         failed=driver.failed,
         throughput_per_s=throughput,
         total_s=driver.total_s,
-        pool_in_use_mean=sum(p.occupancy.mean(end) for p in pools) / len(pools),
+        # a node's pool at a time: a restarted node's replaces the crashed one's
+        pool_in_use_mean=sum(p.occupancy.mean(end) for p in pools) / scenario.host.nodes,
         pool_waiting_mean=sum(p.queue_mean(end) for p in pools),
         pool_waiting_by_caller=_waiting_by_caller(pools, end),
         window_s=window,
