@@ -214,26 +214,17 @@ def test_a_lost_message_waits_linux_s_capped_retransmissions():
     assert link.cross(1.0, 0.01) == pytest.approx(1.0 + doubling + 5 * 120.0 + 0.01)
 
 
-def test_a_restarted_nodes_slots_count_in_the_slots_busy():
+def test_a_restarted_node_counts_in_the_crashed_ones_place():
     # node 2 crashes at 5 s and a fresh node takes its place at 6 s: the replacement's
-    # activities count in the worker slots' busy time as the first node's did, so the
-    # utilisation stays near that of the same run without the crash
+    # activities count in the worker slots' busy time and its pool in the connections in use
+    # per node (averaged over the whole window), so both stay near the run without the crash
     load = ["host.nodes=2", "host.client_nodes=1", "workload.activity_ms=300",
             "workload.arrival_rate_per_s=0.7"]  # fmt: skip
-    plain = simulate(scenario(*load), 0).worker_slot_utilisation
+    plain = simulate(scenario(*load), 0)
     restarted = simulate(
         scenario(*load, 'faults=[{kind="node", node=2, start_s=5, duration_s=1}]'), 0
-    ).worker_slot_utilisation
-    assert restarted == pytest.approx(plain, rel=0.25)
-
-
-def test_a_restarted_nodes_pool_counts_as_the_crashed_ones_place():
-    # the replacement's pool takes the crashed pool's place in the connections in use per
-    # node, averaged over the whole measured window, as the slots' busy time does
-    load = ["host.nodes=2", "host.client_nodes=1", "workload.activity_ms=300",
-            "workload.arrival_rate_per_s=0.7"]  # fmt: skip
-    plain = simulate(scenario(*load), 0).pool_in_use_mean
-    restarted = simulate(
-        scenario(*load, 'faults=[{kind="node", node=2, start_s=5, duration_s=1}]'), 0
-    ).pool_in_use_mean
-    assert restarted == pytest.approx(plain, rel=0.15)
+    )
+    assert restarted.worker_slot_utilisation == pytest.approx(
+        plain.worker_slot_utilisation, rel=0.25
+    )
+    assert restarted.pool_in_use_mean == pytest.approx(plain.pool_in_use_mean, rel=0.15)
