@@ -267,7 +267,18 @@ def test_run_says_when_calls_timed_out_for_want_of_a_connection():
             "--set", "runtime_options.dispatcher_poll_interval_ms=10"]  # fmt: skip
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
-    assert "connections: the server's 4 are all open (4 at the end);" in result.output
-    assert "acquire timeout" in result.output
+    assert "for a connection the server refused (its 4 are all open, 4 at the end)" in (
+        result.output
+    )
+    assert "acquire timeout" in result.output and "queued for a permit" not in result.output
     within = CliRunner().invoke(main, args[:-4] + args[-2:])
     assert within.exit_code == 0 and "connections:" not in within.output
+    # a pool of one far past its load: callers wait out the deadline in the permit queue
+    starved = CliRunner().invoke(main, [
+        "run", "lab", "--replications", "1", "--set", "pool.size=1", "--set", "network.rtt_ms=100",
+        "--set", 'workload.mode="open"', "--set", "workload.arrival_rate_per_s=5",
+        "--set", "workload.duration_s=60", "--set", "workload.warmup_s=5",
+    ])  # fmt: skip
+    assert starved.exit_code == 0, starved.output
+    assert "queued for a permit of the pool (size 1)" in starved.output
+    assert "the server refused" not in starved.output

@@ -163,14 +163,27 @@ def _faults(out: dict, echo) -> None:
 
 
 def _connections(out: dict, s, echo) -> None:
-    """A line when calls timed out for want of a connection the full server refused."""
-    if out["pool_timed_out_per_run"]:
-        echo(
-            f"connections: the server's {s.database.max_connections} are all open "
-            f"({out['connections_open']:.0f} at the end); {out['pool_timed_out_per_run']:.1f} "
-            "calls a run waited out the 30 s acquire timeout for one it refused (sqlx "
-            "PoolTimedOut; duroxide-pg retries the orchestration fetch and ack 3 times)"
+    """A line when calls timed out for want of a connection: the full server refused one, or
+    the pool had no permit free within the acquire timeout."""
+    timed_out = out["pool_timed_out_per_run"]
+    if not timed_out:
+        return
+    permit = out.get("permit_timed_out_per_run", 0.0)
+    refused = timed_out - permit
+    causes = []
+    if refused > 0:
+        causes.append(
+            f"{refused:.1f} for a connection the server refused (its "
+            f"{s.database.max_connections} are all open, {out['connections_open']:.0f} at the "
+            "end)"
         )
+    if permit > 0:
+        causes.append(f"{permit:.1f} queued for a permit of the pool (size {s.pool.size})")
+    echo(
+        f"connections: {timed_out:.1f} calls a run waited out the 30 s acquire timeout, "
+        f"{' and '.join(causes)} (sqlx PoolTimedOut; duroxide-pg retries the orchestration "
+        "fetch and ack 3 times)"
+    )
 
 
 @click.command()

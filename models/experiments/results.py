@@ -90,7 +90,10 @@ class Summary:
     orchestration_slot_utilisation: float
     worker_slot_utilisation: float
     pool_timed_out_per_run: float = 0.0
-    """Provider calls a run lost to a pool that timed out (the server full), on average."""
+    """Provider calls a run lost to a pool that timed out, on average: queued for a permit
+    until the acquire deadline, or refused a new connection by the full server until then."""
+    permit_timed_out_per_run: float = 0.0
+    """Of those, the calls that never got a permit."""
     connections_open: float = 0.0
     """Connections open at the end of a run, all nodes' pools together, on average."""
     advisory_waiting_mean: float = 0.0
@@ -133,6 +136,7 @@ class Summary:
             "worker_slot_utilisation": round(self.worker_slot_utilisation, 4),
             "connections_open": round(self.connections_open, 2),
             "pool_timed_out_per_run": round(self.pool_timed_out_per_run, 2),
+            "permit_timed_out_per_run": round(self.permit_timed_out_per_run, 2),
             "advisory_waiting_mean": round(self.advisory_waiting_mean, 3),
         }
         if self.faults is not None:
@@ -233,6 +237,7 @@ def summarize(scenario: Scenario, runs: list[RunResult]) -> Summary:
         orchestration_slot_utilisation=sum(r.orchestration_slot_utilisation for r in runs) / n,
         worker_slot_utilisation=sum(r.worker_slot_utilisation for r in runs) / n,
         pool_timed_out_per_run=sum(r.pool_timed_out for r in runs) / n,
+        permit_timed_out_per_run=sum(r.permit_timed_out for r in runs) / n,
         connections_open=sum(r.connections_open for r in runs) / n,
         advisory_waiting_mean=sum(r.advisory_waiting for r in runs) / n,
         faults=(

@@ -66,8 +66,10 @@ class RunResult:
     stopped_early_s: float | None = None
     """When `doomed` ended the run early: the simulated time it stopped at."""
     pool_timed_out: int = 0
-    """Provider calls whose pool timed out (the server refused a new connection), every
-    attempt counted, over the whole run."""
+    """Provider calls whose pool timed out (no permit within the acquire timeout, or the server
+    refused a new connection until then), every attempt counted, over the whole run."""
+    permit_timed_out: int = 0
+    """Of those, the calls still queued for a permit at their deadline."""
     advisory_waiting: float = 0.0
     """Fetches waiting on an instance's advisory lock, on average over the window."""
     failed_statements: int = 0
@@ -467,6 +469,7 @@ def simulate(
         connections_open=limit.open,
         stopped_early_s=stopped[0] if stopped else None,
         pool_timed_out=sum(r.provider.timed_out for r in runtimes),
+        permit_timed_out=sum(p.timed_out for p in pools),
         advisory_waiting=utilisation(
             sum(r.provider.advisory_wait_s for r in runtimes) - at_start.get("advisory", 0.0), 1),
         dispatcher_errors=sum(d.errors for r in runtimes for d in r.orchestrators + r.workers),
