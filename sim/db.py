@@ -122,6 +122,18 @@ class NodeDown(Exception):
 # acquire deadline when it began (sqlx-core 0.8.6 `pool/inner.rs` `connect`).
 CONNECT_BACKOFF_S = 0.01
 CONNECT_BACKOFF_SHARE = 0.2
+
+
+def connect_backoffs(time_left_s: float):
+    """sqlx's sleeps between refused connects, for a loop begun `time_left_s` before the acquire
+    deadline: 10 ms, doubling, capped at a fifth of that time (and never below 10 ms)."""
+    backoff = CONNECT_BACKOFF_S
+    cap = max(CONNECT_BACKOFF_S, time_left_s * CONNECT_BACKOFF_SHARE)
+    while True:
+        yield backoff
+        backoff = min(backoff * 2.0, cap)
+
+
 CONNECT_COSTS = ("connect", "connect_refused")
 """The server's cost keys of a connection: one opened (the postmaster forks a backend, which
 authenticates and initialises), and one refused at max_connections (the forked backend starts,
@@ -321,8 +333,7 @@ class DbClient:
         attempt fits."""
         env = self.env
         trips = self.behaviour.connect_round_trips
-        backoff = CONNECT_BACKOFF_S
-        cap = max(CONNECT_BACKOFF_S, (deadline - env._now) * CONNECT_BACKOFF_SHARE)
+        backoffs = connect_backoffs(deadline - env._now)
         while True:
             rtt = self.link.rtt()
             arrive = env._now + (trips - 1) * rtt + rtt / 2.0
@@ -330,8 +341,7 @@ class DbClient:
                 return
             yield env.timeout(arrive - env._now)
             yield from self._serve("connect_refused")
-            retry = env._now + rtt / 2.0 + backoff
-            backoff = min(backoff * 2.0, cap)
+            retry = env._now + rtt / 2.0 + next(backoffs)
             if retry >= deadline:
                 return
             yield env.timeout(retry - env._now)
@@ -371,15 +381,13 @@ class DbClient:
             fresh = True
             connection.prepared.clear()
         if fresh:
-            backoff = CONNECT_BACKOFF_S
-            cap = max(CONNECT_BACKOFF_S, (deadline - t) * CONNECT_BACKOFF_SHARE)
+            backoffs = connect_backoffs(deadline - t)
             while outages is not None and outages.down_until(cross(t, rtt() / 2.0)) is not None:
                 if not outages.refused(t):  # closed by what stands in front: no retry
                     yield env.timeout(max(0.0, round_trip(t) - env._now))
                     pool.release(connection)
                     raise StatementFailed()
-                t = round_trip(t) + backoff  # refused; sqlx sleeps and tries again
-                backoff = min(backoff * 2.0, cap)
+                t = round_trip(t) + next(backoffs)  # refused; sqlx sleeps and tries again
                 if t >= deadline:
                     yield env.timeout(max(0.0, deadline - env._now))
                     pool.release(connection)

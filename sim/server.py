@@ -115,14 +115,20 @@ class SharedServer(DbServer):
 
     def busy_until(self, now: float) -> float:
         """Core-seconds of work done by `now`: what was submitted, less what the statements on
-        the server still have to do."""
-        self._advance(now)
-        return self.busy_s - sum(tag - self._attained for tag, _, _ in self._running)
+        the server still have to do. A read: the server's clock is left as it is, so reading
+        it does not change how the sums round."""
+        attained = self._attained_at(now)
+        return self.busy_s - sum(tag - attained for tag, _, _ in self._running)
+
+    def _attained_at(self, now: float) -> float:
+        """The service each statement on the server has received by `now`."""
+        n = len(self._running)
+        if not n:
+            return self._attained
+        return self._attained + (now - self._since) * (1.0 if n <= self.cores else self.cores / n)
 
     def _advance(self, now: float) -> None:
-        n = len(self._running)
-        if n:
-            self._attained += (now - self._since) * (1.0 if n <= self.cores else self.cores / n)
+        self._attained = self._attained_at(now)
         self._since = now
 
     def _arm(self) -> None:

@@ -168,7 +168,7 @@ def _connections(out: dict, s, echo) -> None:
     timed_out = out["pool_timed_out_per_run"]
     if not timed_out:
         return
-    permit = out.get("permit_timed_out_per_run", 0.0)
+    permit = out["permit_timed_out_per_run"]
     refused = timed_out - permit
     causes = []
     if refused > 0:

@@ -364,11 +364,10 @@ def simulate(
     collector = _Collector(keep_records, bool(scenario.workload.workflows), on_done)
     if faults:
         collector.runs = []
+    at_end: dict[str, float] = {}  # what they said when it last ended (it moves in open mode)
 
     def measure_end() -> None:
         at_end["server"] = server.busy_until(env.now)
-
-    at_end: dict[str, float] = {}
 
     def measure_start() -> None:
         for level in queues:
