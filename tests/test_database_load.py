@@ -186,3 +186,12 @@ def test_a_connection_costs_the_real_server_more_cpu_than_a_statement():
     assert result["connect_cpu_ms"] > 1.0
     assert result["refused_connect_cpu_ms"] > 1.0
     assert result["statement_cpu_ms"] < 0.5
+
+
+@pytest.mark.parametrize("argv", [["abc"], ["0"], ["-5"], ["1.5"], ["10", "20"]])
+def test_a_bad_connect_cost_argument_is_one_line(argv, capsys):
+    from durosim.lab.connect_cost import main
+
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "N a whole number of connects >= 1" in err

@@ -25,6 +25,7 @@ import sys
 import time
 
 from durosim.lab.cluster import server_cpu_s, server_pid, split_cpus, throwaway_server
+from durosim.sim.errors import ExternalError
 
 SETTLE_S = 0.3
 """Wait before reading the CPU time, for the exiting backends to be reaped into the
@@ -92,10 +93,23 @@ def measure(n: int = 1000) -> dict:
     }
 
 
-def main(argv: list[str]) -> None:
-    n = int(argv[0]) if argv else 1000
-    print(json.dumps(measure(n), indent=1))
+USAGE = "usage: python -m durosim.lab.connect_cost [N], N a whole number of connects >= 1"
+
+
+def main(argv: list[str]) -> int:
+    """Measure and print; a bad argument or a server that cannot be made is one line on
+    stderr and a non-zero exit."""
+    if len(argv) > 1 or (argv and not (argv[0].isdigit() and int(argv[0]) >= 1)):
+        print(f"connect_cost: {' '.join(argv)!r}: {USAGE}", file=sys.stderr)
+        return 2
+    try:
+        result = measure(int(argv[0]) if argv else 1000)
+    except (ExternalError, OSError, RuntimeError) as err:
+        print(f"connect_cost: {str(err).splitlines()[0] if str(err) else err!r}", file=sys.stderr)
+        return 1
+    print(json.dumps(result, indent=1))
+    return 0
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    sys.exit(main(sys.argv[1:]))
